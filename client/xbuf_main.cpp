@@ -1,0 +1,29 @@
+// SPDX-License-Identifier: MIT
+//
+// xbuf - the command-line tool. Subcommands:
+//   xbuf topo [--xml FILE] [--json]   PCI/NUMA topology and peer-to-peer matrix
+//   xbuf stat [--socket PATH]         what the daemon holds (per domain, client, buffer)
+#include <cstdio>
+#include <string_view>
+
+namespace {
+
+int usage(std::FILE* out) {
+  std::fputs(
+      "usage: xbuf <command> [options]\n"
+      "commands:\n"
+      "  topo [--xml FILE] [--json]   topology and peer-to-peer matrix\n"
+      "  help                         this text\n",
+      out);
+  return out == stdout ? 0 : 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) return usage(stderr);
+  const std::string_view cmd = argv[1];
+  if (cmd == "help" || cmd == "--help" || cmd == "-h") return usage(stdout);
+  std::fprintf(stderr, "xbuf: unknown command '%s'\n", argv[1]);
+  return usage(stderr);
+}

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs every build and test dependency of xbuf from Debian's packages.
+# Idempotent: packages already present are left alone, so a second run is quick.
+# Used by the README's two commands and by .ci/run.
+set -euo pipefail
+
+packages=(
+  build-essential cmake ninja-build pkg-config
+  clang                      # ThreadSanitizer / ASan+UBSan builds in CI use clang or gcc
+  libhwloc-dev hwloc-nox     # topology (live machine and XML)
+  libpciaccess-dev           # PCI ids, class and ACS capability on the live machine
+  libboost1.81-dev           # Boost.Asio (1.81 for a C++20-coroutine-ready Asio)
+  libgtest-dev libgmock-dev  # GoogleTest
+  libbenchmark-dev           # Google Benchmark (bench/)
+  libamdhip64-dev            # HIP headers and runtime: the HIP backend builds and reports "no device"
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if [ "${#missing[@]}" -eq 0 ]; then
+  echo "install-deps: all ${#packages[@]} packages present"
+  exit 0
+fi
+
+echo "install-deps: installing ${missing[*]}"
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
