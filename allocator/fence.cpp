@@ -1,0 +1,468 @@
+// SPDX-License-Identifier: MIT
+//
+// fence.cpp - fences, timelines, waits and the deadline watchdog.
+//
+// Implementation notes
+//   - Callbacks are moved out of the fence one at a time and run without the
+//     fence lock, so a callback may query the fence and signal other fences.
+//     running_callback_ lets remove_callback() wait for a callback that is
+//     running on another thread: after it returns, the caller may free what
+//     the callback touches (the waiters below rely on this: their state lives
+//     on the waiting thread's stack).
+//   - A waiter is a mutex + condition variable on the waiting thread's stack.
+//     It is woken by a fence callback and by the cancel token; both are
+//     removed before the waiter goes out of scope, and both notify while
+//     holding the waiter's mutex, so the waiter never sees a notify after it
+//     returned.
+#include "allocator/fence.hpp"
+
+#include <algorithm>
+#include <cerrno>
+
+namespace xbuf {
+
+namespace {
+
+std::atomic<std::uint64_t> next_context{1};
+std::atomic<std::uint64_t> next_waker_id{1};
+
+// One waiting thread: woken by any fence callback or by cancellation.
+struct waiter {
+  std::mutex mutex;
+  std::condition_variable cv;
+  bool woken = false;  // guarded by mutex
+
+  void wake() {
+    std::lock_guard lock(mutex);
+    woken = true;
+    cv.notify_all();  // under the lock: the waiter cannot have returned yet
+  }
+};
+
+// Registers `w` with `cancel` for the scope of a wait.
+class cancel_registration {
+ public:
+  cancel_registration(const cancel_token* cancel, waiter& w) : cancel_(cancel) {
+    if (cancel_ == nullptr) return;
+    id_ = next_waker_id.fetch_add(1, std::memory_order_relaxed);
+    // const_cast: registering a waker is bookkeeping, not a change of the
+    // token's observable state (cancelled or not).
+    registered_ = const_cast<cancel_token*>(cancel_)->register_waker(id_, [&w] { w.wake(); });
+  }
+  ~cancel_registration() {
+    if (registered_) const_cast<cancel_token*>(cancel_)->unregister_waker(id_);
+  }
+  cancel_registration(const cancel_registration&) = delete;
+  cancel_registration& operator=(const cancel_registration&) = delete;
+
+ private:
+  const cancel_token* cancel_;
+  cancel_token::waker_id id_ = 0;
+  bool registered_ = false;
+};
+
+bool is_cancelled(const cancel_token* cancel) { return cancel != nullptr && cancel->cancelled(); }
+
+status timed_out_error(fence_clock::time_point deadline) {
+  (void)deadline;
+  return fail(errc::timed_out, "wait timed out before the fence signaled");
+}
+status cancelled_error() { return fail(errc::cancelled, "wait cancelled"); }
+
+fence_clock::time_point deadline_after(fence_clock::duration timeout) {
+  const auto now = fence_clock::now();
+  if (timeout >= fence_clock::time_point::max() - now) return fence_clock::time_point::max();
+  return now + timeout;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- cancel_token
+
+void cancel_token::cancel() {
+  std::lock_guard lock(mutex_);
+  if (cancelled_.exchange(true, std::memory_order_acq_rel)) return;
+  // Wakers run under mutex_ so unregister_waker() cannot return while one of
+  // them is still touching a waiter (lock order: token mutex -> waiter mutex).
+  for (auto& [id, wake] : wakers_) wake();
+  wakers_.clear();
+}
+
+bool cancel_token::register_waker(waker_id id, std::function<void()> wake) {
+  std::lock_guard lock(mutex_);
+  if (cancelled_.load(std::memory_order_acquire)) return false;
+  wakers_.emplace_back(id, std::move(wake));
+  return true;
+}
+
+void cancel_token::unregister_waker(waker_id id) {
+  std::lock_guard lock(mutex_);
+  std::erase_if(wakers_, [id](const auto& w) { return w.first == id; });
+}
+
+// ----------------------------------------------------------------------- fence
+
+fence::fence(std::uint64_t context, std::uint64_t seqno) : context_(context), seqno_(seqno) {}
+
+fence::~fence() {
+  // The last reference to an unsignaled fence is gone, so nobody can signal
+  // it any more: tell whoever registered a callback instead of leaving them
+  // waiting forever. (A waiter holds a reference, so this only reaches
+  // fire-and-forget callbacks.)
+  if (!signaled_.load(std::memory_order_acquire)) {
+    bool has_callbacks = false;
+    {
+      std::lock_guard lock(mutex_);
+      has_callbacks = !callbacks_.empty();
+    }
+    if (has_callbacks) (void)signal_one(-ECANCELED);
+  }
+}
+
+fence_ptr fence::create(std::uint64_t context, std::uint64_t seqno) {
+  return fence_ptr(new fence(context, seqno));
+}
+
+fence_ptr fence::signaled(int error) {
+  static const std::uint64_t stub_context = allocate_context();
+  auto f = create(stub_context, 0);
+  (void)f->signal(error);
+  return f;
+}
+
+std::uint64_t fence::allocate_context() noexcept {
+  return next_context.fetch_add(1, std::memory_order_relaxed);
+}
+
+status fence::signal(int error) noexcept {
+  if (timeline_) timeline_->signal_predecessors(seqno_);
+  return signal_one(error);
+}
+
+status fence::signal_one(int error) noexcept {
+  {
+    std::lock_guard lock(mutex_);
+    if (signaled_.load(std::memory_order_relaxed)) {
+      return fail(errc::already_signaled, describe_locked_free());
+    }
+    error_ = error;
+    stamp_ = fence_clock::now();
+    signaled_.store(true, std::memory_order_release);
+    running_thread_ = std::this_thread::get_id();
+  }
+  // Run callbacks one by one, each outside the lock, in the order added.
+  for (;;) {
+    callback_entry entry;
+    {
+      std::lock_guard lock(mutex_);
+      if (callbacks_.empty()) {
+        running_callback_ = 0;
+        break;
+      }
+      entry = std::move(callbacks_.front());
+      callbacks_.pop_front();
+      running_callback_ = entry.id;
+    }
+    entry.fn(*this);
+    {
+      std::lock_guard lock(mutex_);
+      running_callback_ = 0;
+    }
+    callbacks_done_.notify_all();
+  }
+  callbacks_done_.notify_all();
+  return ok();
+}
+
+bool fence::is_signaled() const noexcept {
+  if (signaled_.load(std::memory_order_acquire)) return true;
+  if (auto done = do_poll()) {
+    // const_cast: polling reveals that the work finished; recording that is
+    // what signal() does. Every fence is created non-const (make functions).
+    (void)const_cast<fence*>(this)->signal(*done);
+    return true;
+  }
+  return false;
+}
+
+int fence::error() const noexcept {
+  if (!signaled_.load(std::memory_order_acquire)) return 0;
+  return error_;  // written before signaled_ was released, never again
+}
+
+std::optional<fence_clock::time_point> fence::timestamp() const noexcept {
+  std::lock_guard lock(mutex_);
+  return stamp_;
+}
+
+void fence::enable_signaling_once() const noexcept {
+  if (signaling_enabled_.exchange(true, std::memory_order_acq_rel)) return;
+  // const_cast-free: do_enable_signaling is const-callable by design below.
+  const_cast<fence*>(this)->do_enable_signaling();
+}
+
+result<fence::callback_id> fence::add_callback(callback cb) { return add_callback_internal(std::move(cb)); }
+
+result<fence::callback_id> fence::add_callback_internal(callback cb) const {
+  enable_signaling_once();
+  if (is_signaled()) return fail(errc::already_signaled, describe() + ": too late to add a callback");
+  std::lock_guard lock(mutex_);
+  if (signaled_.load(std::memory_order_relaxed)) return fail(errc::already_signaled, describe_locked_free());
+  const callback_id id = next_callback_id_++;
+  callbacks_.push_back({id, std::move(cb)});
+  return id;
+}
+
+bool fence::remove_callback(callback_id id) { return remove_callback_internal(id); }
+
+bool fence::remove_callback_internal(callback_id id) const {
+  std::unique_lock lock(mutex_);
+  auto it = std::find_if(callbacks_.begin(), callbacks_.end(),
+                         [id](const callback_entry& e) { return e.id == id; });
+  if (it != callbacks_.end()) {
+    callbacks_.erase(it);
+    return true;
+  }
+  if (running_callback_ == id && running_thread_ != std::this_thread::get_id()) {
+    callbacks_done_.wait(lock, [&] { return running_callback_ != id; });
+  }
+  return false;
+}
+
+status fence::wait(fence_clock::duration timeout, const cancel_token* cancel) const {
+  return wait_until(deadline_after(timeout), cancel);
+}
+
+status fence::wait_until(fence_clock::time_point deadline, const cancel_token* cancel) const {
+  if (is_signaled()) return ok();
+  if (is_cancelled(cancel)) return cancelled_error();
+  if (fence_clock::now() >= deadline) return timed_out_error(deadline);
+
+  waiter w;
+  auto id = add_callback_internal([&w](const fence&) { w.wake(); });
+  if (!id) return ok();  // signaled in between
+  status outcome = ok();
+  {
+    cancel_registration reg(cancel, w);
+    std::unique_lock lock(w.mutex);
+    while (!w.woken) {
+      if (is_cancelled(cancel)) break;
+      if (deadline == fence_clock::time_point::max()) {
+        w.cv.wait(lock);
+      } else if (w.cv.wait_until(lock, deadline) == std::cv_status::timeout) {
+        break;
+      }
+    }
+  }
+  (void)remove_callback_internal(*id);
+  if (signaled_.load(std::memory_order_acquire)) return ok();
+  if (is_cancelled(cancel)) return cancelled_error();
+  outcome = timed_out_error(deadline);
+  return outcome;
+}
+
+std::string fence::describe_locked_free() const {
+  // Used while mutex_ is held: reads only immutable fields and atomics.
+  std::string s(driver_name());
+  s += " fence " + std::to_string(context_) + ":" + std::to_string(seqno_);
+  s += signaled_.load(std::memory_order_acquire) ? " (already signaled)" : " (unsignaled)";
+  return s;
+}
+
+std::string fence::describe() const {
+  std::string s(driver_name());
+  s += " fence " + std::to_string(context_) + ":" + std::to_string(seqno_);
+  if (is_signaled()) {
+    s += " signaled";
+    if (const int e = error(); e != 0) s += " error=" + std::to_string(e);
+  } else {
+    s += " unsignaled";
+  }
+  return s;
+}
+
+// -------------------------------------------------------------------- timeline
+
+timeline::timeline(std::string name) : context_(fence::allocate_context()), name_(std::move(name)) {}
+
+std::shared_ptr<timeline> timeline::create(std::string name) {
+  return std::shared_ptr<timeline>(new timeline(std::move(name)));
+}
+
+fence_ptr timeline::next_fence() {
+  std::lock_guard lock(mutex_);
+  auto f = fence_ptr(new fence(context_, ++last_seqno_));
+  f->timeline_ = shared_from_this();
+  // Drop entries at the front that are gone or done, so the list stays as
+  // long as the work actually in flight.
+  while (!pending_.empty()) {
+    auto front = pending_.front().lock();
+    if (front && !front->signaled_.load(std::memory_order_acquire)) break;
+    pending_.pop_front();
+  }
+  pending_.push_back(f);
+  return f;
+}
+
+std::uint64_t timeline::last_seqno() const noexcept {
+  std::lock_guard lock(mutex_);
+  return last_seqno_;
+}
+
+std::vector<fence_ptr> timeline::collect_pending(std::uint64_t max_seqno) {
+  std::vector<fence_ptr> todo;
+  std::lock_guard lock(mutex_);
+  for (auto& w : pending_) {
+    auto f = w.lock();
+    if (!f) continue;
+    if (f->seqno() > max_seqno) break;  // pending_ is in seqno order
+    if (!f->signaled_.load(std::memory_order_acquire)) todo.push_back(std::move(f));
+  }
+  return todo;
+}
+
+void timeline::signal_predecessors(std::uint64_t seqno) noexcept {
+  if (seqno <= 1) return;
+  // Signaled outside mutex_: callbacks may create fences on this timeline.
+  for (auto& f : collect_pending(seqno - 1)) (void)f->signal_one(0);
+}
+
+void timeline::signal_through(std::uint64_t seqno, int error) noexcept {
+  for (auto& f : collect_pending(seqno)) (void)f->signal_one(error);
+}
+
+// ------------------------------------------------------------- wait_any / all
+
+result<std::size_t> wait_any(std::span<const fence_ptr> fences, fence_clock::duration timeout,
+                             const cancel_token* cancel) {
+  if (fences.empty()) return fail(errc::invalid_argument, "wait_any: empty fence list");
+  for (std::size_t i = 0; i < fences.size(); ++i) {
+    if (!fences[i]) return fail(errc::invalid_argument, "wait_any: fence " + std::to_string(i) + " is null");
+  }
+  auto first_signaled = [&]() -> std::optional<std::size_t> {
+    for (std::size_t i = 0; i < fences.size(); ++i) {
+      if (fences[i]->is_signaled()) return i;
+    }
+    return std::nullopt;
+  };
+  if (auto i = first_signaled()) return *i;
+  if (is_cancelled(cancel)) return cancelled_error().err();
+  const auto deadline = deadline_after(timeout);
+  if (fence_clock::now() >= deadline) return timed_out_error(deadline).err();
+
+  waiter w;
+  std::vector<std::optional<fence::callback_id>> ids(fences.size());
+  for (std::size_t i = 0; i < fences.size(); ++i) {
+    auto id = fences[i]->add_callback_internal([&w](const fence&) { w.wake(); });
+    if (!id) {
+      w.wake();  // already signaled: nothing to wait for
+      break;
+    }
+    ids[i] = *id;
+  }
+  {
+    cancel_registration reg(cancel, w);
+    std::unique_lock lock(w.mutex);
+    while (!w.woken && !is_cancelled(cancel)) {
+      if (deadline == fence_clock::time_point::max()) {
+        w.cv.wait(lock);
+      } else if (w.cv.wait_until(lock, deadline) == std::cv_status::timeout) {
+        break;
+      }
+    }
+  }
+  for (std::size_t i = 0; i < fences.size(); ++i) {
+    if (ids[i]) (void)fences[i]->remove_callback_internal(*ids[i]);
+  }
+  if (auto i = first_signaled()) return *i;
+  if (is_cancelled(cancel)) return cancelled_error().err();
+  return timed_out_error(deadline).err();
+}
+
+status wait_all(std::span<const fence_ptr> fences, fence_clock::duration timeout,
+                const cancel_token* cancel) {
+  for (std::size_t i = 0; i < fences.size(); ++i) {
+    if (!fences[i]) return fail(errc::invalid_argument, "wait_all: fence " + std::to_string(i) + " is null");
+  }
+  const auto deadline = deadline_after(timeout);
+  // Waiting for each in turn is enough: all must signal, and each wait uses
+  // the same absolute deadline.
+  for (const auto& f : fences) {
+    if (auto s = f->wait_until(deadline, cancel); !s) return s;
+  }
+  return ok();
+}
+
+// ----------------------------------------------------------- deadline_watchdog
+
+// Heap order: the earliest deadline on top.
+bool deadline_watchdog::later(const entry& a, const entry& b) { return a.deadline > b.deadline; }
+
+deadline_watchdog::deadline_watchdog(expired_fn on_expire)
+    : on_expire_(std::move(on_expire)), thread_([this] { run(); }) {}
+
+deadline_watchdog::~deadline_watchdog() {
+  {
+    std::lock_guard lock(mutex_);
+    stop_ = true;
+  }
+  wake_.notify_all();
+  thread_.join();
+}
+
+void deadline_watchdog::watch(fence_ptr f, fence_clock::time_point deadline) {
+  if (!f || f->is_signaled()) return;
+  bool earliest = false;
+  {
+    std::lock_guard lock(mutex_);
+    // Fences that signaled in time stay in the heap until their deadline;
+    // sweep them when the heap has doubled so it tracks the live set.
+    if (entries_.size() >= 2 * swept_size_ + 64) {
+      std::erase_if(entries_, [](const entry& e) { return e.f->is_signaled(); });
+      std::make_heap(entries_.begin(), entries_.end(), later);
+      swept_size_ = entries_.size();
+    }
+    earliest = entries_.empty() || deadline < entries_.front().deadline;
+    entries_.push_back({deadline, std::move(f)});
+    std::push_heap(entries_.begin(), entries_.end(), later);
+  }
+  if (earliest) wake_.notify_all();
+}
+
+std::size_t deadline_watchdog::pending() const {
+  std::lock_guard lock(mutex_);
+  return static_cast<std::size_t>(std::count_if(entries_.begin(), entries_.end(),
+                                                [](const entry& e) { return !e.f->is_signaled(); }));
+}
+
+void deadline_watchdog::run() {
+  std::unique_lock lock(mutex_);
+  while (!stop_) {
+    if (entries_.empty()) {
+      wake_.wait(lock);
+      continue;
+    }
+    const auto next = entries_.front().deadline;
+    if (fence_clock::now() < next) {
+      wake_.wait_until(lock, next);
+      continue;
+    }
+    std::vector<fence_ptr> expired;
+    while (!entries_.empty() && entries_.front().deadline <= fence_clock::now()) {
+      std::pop_heap(entries_.begin(), entries_.end(), later);
+      expired.push_back(std::move(entries_.back().f));
+      entries_.pop_back();
+    }
+    // Signal outside the lock: callbacks may call watch() again.
+    lock.unlock();
+    for (auto& f : expired) {
+      if (f->signal(-ETIMEDOUT)) {
+        expired_.fetch_add(1, std::memory_order_relaxed);
+        if (on_expire_) on_expire_(f);
+      }
+    }
+    lock.lock();
+  }
+}
+
+}  // namespace xbuf

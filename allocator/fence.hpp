@@ -37,6 +37,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <limits>
 #include <memory>
@@ -172,27 +173,34 @@ class fence : public std::enable_shared_from_this<fence> {
 
  private:
   friend class timeline;
+  friend result<std::size_t> wait_any(std::span<const fence_ptr>, fence_clock::duration,
+                                      const cancel_token*);
   struct callback_entry {
-    callback_id id;
+    callback_id id = 0;
     callback fn;
   };
 
   status signal_one(int error) noexcept;
   void enable_signaling_once() const noexcept;
+  // Waiting does not change a fence's observable state, so waits work on
+  // const fences; these are the bookkeeping the waits need.
+  result<callback_id> add_callback_internal(callback cb) const;
+  bool remove_callback_internal(callback_id id) const;
+  std::string describe_locked_free() const;
 
   const std::uint64_t context_;
   const std::uint64_t seqno_;
-  std::shared_ptr<class timeline> timeline_;  // set for timeline fences
+  std::shared_ptr<class timeline> timeline_;  // set once for timeline fences, before sharing
 
   mutable std::mutex mutex_;  // leaf lock
   mutable std::condition_variable callbacks_done_;
   std::atomic<bool> signaled_{false};
-  int error_ = 0;                                  // guarded by mutex_, readable once signaled_
-  std::optional<fence_clock::time_point> stamp_;   // guarded by mutex_
-  std::vector<callback_entry> callbacks_;          // guarded by mutex_
-  callback_id next_callback_id_ = 1;               // guarded by mutex_
-  callback_id running_callback_ = 0;               // guarded by mutex_: 0 = none
-  std::thread::id running_thread_;                 // guarded by mutex_
+  int error_ = 0;                                       // written once before signaled_ is set
+  std::optional<fence_clock::time_point> stamp_;        // guarded by mutex_
+  mutable std::deque<callback_entry> callbacks_;        // guarded by mutex_; not yet run
+  mutable callback_id next_callback_id_ = 1;            // guarded by mutex_
+  mutable callback_id running_callback_ = 0;            // guarded by mutex_: 0 = none
+  std::thread::id running_thread_;                      // guarded by mutex_
   mutable std::atomic<bool> signaling_enabled_{false};
 };
 
@@ -219,12 +227,14 @@ class timeline : public std::enable_shared_from_this<timeline> {
   explicit timeline(std::string name);
   // Signals pending fences with seqno < `seqno` (called by fence::signal).
   void signal_predecessors(std::uint64_t seqno) noexcept;
+  // Unsignaled fences with seqno <= max_seqno, in order.
+  std::vector<fence_ptr> collect_pending(std::uint64_t max_seqno);
 
   const std::uint64_t context_;
   const std::string name_;
   mutable std::mutex mutex_;                 // leaf, never held while signaling
   std::uint64_t last_seqno_ = 0;             // guarded by mutex_
-  std::vector<std::weak_ptr<fence>> pending_;  // guarded by mutex_, seqno order
+  std::deque<std::weak_ptr<fence>> pending_;  // guarded by mutex_, seqno order
 };
 
 // Waits until one of `fences` signals. Returns the index of a signaled fence
@@ -262,16 +272,17 @@ class deadline_watchdog {
   std::uint64_t expired_count() const noexcept { return expired_.load(); }
 
  private:
-  void run();
-
   struct entry {
     fence_clock::time_point deadline;
     fence_ptr f;
   };
+  static bool later(const entry& a, const entry& b);
+  void run();
   expired_fn on_expire_;
   mutable std::mutex mutex_;
   std::condition_variable wake_;
   std::vector<entry> entries_;  // guarded by mutex_; min-heap on deadline
+  std::size_t swept_size_ = 0;  // guarded by mutex_: size after the last sweep
   bool stop_ = false;           // guarded by mutex_
   std::atomic<std::uint64_t> expired_{0};
   std::thread thread_;
