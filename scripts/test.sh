@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs the dependencies, builds xbuf and runs its test suites.
+#
+#   scripts/test.sh                  plain build in build/, every test
+#   scripts/test.sh --sanitize thread   ThreadSanitizer build in build-tsan/, unit + stress tests
+#   scripts/test.sh --sanitize address  ASan+UBSan build in build-asan/, unit + stress tests
+#
+# GPU tests (label "gpu") skip with a reason where no GPU is present.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+sanitize=""
+if [ "${1:-}" = "--sanitize" ]; then
+  sanitize="${2:?--sanitize needs 'thread' or 'address'}"
+fi
+
+scripts/install-deps.sh
+
+jobs=$(nproc)
+case "$sanitize" in
+  "")      dir=build;      labels="" ;;
+  thread)  dir=build-tsan; labels="unit|stress" ;;
+  address) dir=build-asan; labels="unit|stress" ;;
+  *) echo "test.sh: unknown sanitizer '$sanitize' (use thread or address)" >&2; exit 2 ;;
+esac
+
+cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DXBUF_WERROR=ON \
+  -DXBUF_SANITIZE="$sanitize" -DXBUF_BUILD_BENCH="$([ -z "$sanitize" ] && echo ON || echo OFF)"
+cmake --build "$dir" -j "$jobs"
+
+export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1"
+export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+ctest_args=(--test-dir "$dir" --output-on-failure -j "$jobs" --timeout 600)
+[ -n "$labels" ] && ctest_args+=(-L "$labels")
+ctest "${ctest_args[@]}"
