@@ -1,0 +1,228 @@
+// SPDX-License-Identifier: MIT
+#include "backends/detail/copy_engine.hpp"
+
+#include <pthread.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <system_error>
+
+namespace xbuf::detail {
+
+namespace {
+// Unthrottled copies go in big chunks: small enough that reset() and shutdown
+// stop a large copy quickly, large enough to cost nothing.
+constexpr std::size_t unthrottled_chunk = std::size_t{8} << 20;
+}  // namespace
+
+copy_engine::copy_engine(copy_engine_config config)
+    : config_(std::move(config)), context_(fence::allocate_context()) {}
+
+result<std::unique_ptr<copy_engine>> copy_engine::create(copy_engine_config config) {
+  std::unique_ptr<copy_engine> engine(new copy_engine(std::move(config)));
+  try {
+    engine->thread_ = std::thread([e = engine.get()] { e->run(); });
+  } catch (const std::system_error& ex) {
+    return fail(errc::io_error, engine->config_.name + ": cannot start its thread: " + ex.what());
+  }
+  // Thread names are at most 15 characters; best effort, for debuggers only.
+  const std::string short_name = engine->config_.name.substr(0, 15);
+  ::pthread_setname_np(engine->thread_.native_handle(), short_name.c_str());
+  return engine;
+}
+
+copy_engine::~copy_engine() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+result<fence_ptr> copy_engine::submit(void* dst, const void* src, std::size_t bytes,
+                                      std::span<const fence_ptr> wait_for,
+                                      memory_block_ptr dst_keep, memory_block_ptr src_keep) {
+  job j;
+  j.dst = dst;
+  j.src = src;
+  j.bytes = bytes;
+  j.wait_for.assign(wait_for.begin(), wait_for.end());
+  j.dst_keep = std::move(dst_keep);
+  j.src_keep = std::move(src_keep);
+  fence_ptr done;
+  {
+    std::lock_guard lock(mutex_);
+    if (stopping_) {
+      return fail(errc::bad_state, config_.name + ": shutting down, copy not queued");
+    }
+    // The seqno is taken under the lock together with the queue position, so
+    // queue order is seqno order.
+    j.seqno = next_seqno_++;
+    j.reset_generation = reset_generation_;
+    j.extra_latency = extra_latency_;
+    if (fail_next_ > 0) {
+      --fail_next_;
+      j.inject_failure = true;
+    }
+    j.done = std::make_shared<engine_fence>(context_, j.seqno, config_.driver_name);
+    done = j.done;
+    ++stats_.submitted;
+    queue_.push_back(std::move(j));
+  }
+  wake_.notify_all();
+  return done;
+}
+
+void copy_engine::fail_next(unsigned count) {
+  std::lock_guard lock(mutex_);
+  fail_next_ = count;
+}
+
+void copy_engine::set_extra_latency(fence_clock::duration extra) {
+  std::lock_guard lock(mutex_);
+  // Clamped so that now() + extra cannot overflow the clock.
+  extra_latency_ = std::clamp<fence_clock::duration>(extra, fence_clock::duration::zero(),
+                                                     std::chrono::hours(24));
+}
+
+void copy_engine::reset(int error) {
+  std::unique_lock lock(mutex_);
+  ++reset_generation_;
+  reset_error_ = error < 0 ? error : -EIO;
+  const std::uint64_t through = next_seqno_ - 1;
+  wake_.notify_all();
+  if (std::this_thread::get_id() == thread_.get_id()) return;
+  progress_.wait(lock, [&] { return signaled_through_ >= through; });
+}
+
+copy_engine_stats copy_engine::stats() const {
+  std::lock_guard lock(mutex_);
+  return stats_;
+}
+
+int copy_engine::abort_code_locked(const job& j) const noexcept {
+  if (j.reset_generation < reset_generation_) return reset_error_;
+  if (stopping_) return -ECANCELED;
+  return 0;
+}
+
+void copy_engine::run() noexcept {
+  for (;;) {
+    job j;
+    {
+      std::unique_lock lock(mutex_);
+      wake_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stopping and drained
+      j = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    const int error = execute(j);
+    // Drop our references before the fence tells the owner it may free them.
+    j.dst_keep.reset();
+    j.src_keep.reset();
+    j.wait_for.clear();
+    {
+      std::lock_guard lock(mutex_);
+      if (error == 0) {
+        ++stats_.completed;
+        stats_.bytes_copied += j.bytes;
+      } else {
+        ++stats_.failed;
+      }
+    }
+    (void)j.done->signal(error);
+    {
+      std::lock_guard lock(mutex_);
+      signaled_through_ = j.seqno;
+    }
+    progress_.notify_all();
+  }
+}
+
+int copy_engine::wait_dependencies(job& j) noexcept {
+  if (j.wait_for.empty()) return 0;
+  // One wake-up callback per pending fence; it only bumps a counter under our
+  // leaf lock, so a signaler on any thread can run it.
+  std::vector<std::pair<fence*, fence::callback_id>> callbacks;
+  try {
+    callbacks.reserve(j.wait_for.size());
+    for (const auto& f : j.wait_for) {
+      auto id = f->add_callback([this](const fence&) {
+        {
+          std::lock_guard lock(mutex_);
+          ++wake_generation_;
+        }
+        wake_.notify_all();
+      });
+      if (id) callbacks.emplace_back(f.get(), *id);  // already_signaled: nothing to wait for
+    }
+  } catch (...) {
+    // Out of memory while registering: fail this copy rather than hang.
+    for (auto& [f, id] : callbacks) f->remove_callback(id);
+    return -ENOMEM;
+  }
+
+  int code = 0;
+  for (;;) {
+    std::uint64_t seen = 0;
+    {
+      std::lock_guard lock(mutex_);
+      seen = wake_generation_;
+      code = abort_code_locked(j);
+    }
+    if (code != 0) break;
+    // is_signaled() may poll and signal a backend fence, running callbacks on
+    // this thread - ours take mutex_, so it is not held here.
+    const bool all = std::all_of(j.wait_for.begin(), j.wait_for.end(),
+                                 [](const fence_ptr& f) { return f->is_signaled(); });
+    if (all) break;
+    std::unique_lock lock(mutex_);
+    wake_.wait(lock, [&] { return wake_generation_ != seen || abort_code_locked(j) != 0; });
+  }
+  for (auto& [f, id] : callbacks) f->remove_callback(id);
+  if (code != 0) return code;
+  for (const auto& f : j.wait_for) {
+    if (const int e = f->error(); e != 0) return e;
+  }
+  return 0;
+}
+
+int copy_engine::execute(job& j) noexcept {
+  if (const int e = wait_dependencies(j); e != 0) return e;
+  if (j.inject_failure) return -EIO;
+
+  const double rate = config_.bytes_per_second;
+  const std::size_t chunk =
+      rate > 0 ? std::clamp(static_cast<std::size_t>(rate / 100.0), std::size_t{4096}, unthrottled_chunk)
+               : unthrottled_chunk;
+  const auto start = fence_clock::now();
+  std::size_t done = 0;
+  while (done < j.bytes) {
+    {
+      std::lock_guard lock(mutex_);
+      if (const int code = abort_code_locked(j); code != 0) return code;
+    }
+    const std::size_t n = std::min(chunk, j.bytes - done);
+    std::memcpy(static_cast<char*>(j.dst) + done, static_cast<const char*>(j.src) + done, n);
+    done += n;
+    if (rate > 0) {
+      // Pace against the start so rounding does not accumulate.
+      const auto due = start + std::chrono::duration_cast<fence_clock::duration>(
+                                   std::chrono::duration<double>(static_cast<double>(done) / rate));
+      std::unique_lock lock(mutex_);
+      wake_.wait_until(lock, due, [&] { return abort_code_locked(j) != 0; });
+    }
+  }
+  if (j.extra_latency > fence_clock::duration::zero()) {
+    const auto due = fence_clock::now() + j.extra_latency;
+    std::unique_lock lock(mutex_);
+    wake_.wait_until(lock, due, [&] { return abort_code_locked(j) != 0; });
+    if (const int code = abort_code_locked(j); code != 0) return code;
+  }
+  return 0;
+}
+
+}  // namespace xbuf::detail

@@ -1,0 +1,158 @@
+// SPDX-License-Identifier: MIT
+//
+// copy_engine.hpp - (internal) one thread that performs queued memory copies in
+// submission order and signals a fence per copy. The host backend has one; the
+// sim backend has one per device (its "DMA engine").
+//
+// Overview
+//   submit() queues a copy and returns its fence at once. The engine thread
+//   takes copies in order: it waits (without any engine lock held) until the
+//   copy's wait_for fences have signaled, copies the bytes - at a configured
+//   rate if one is set - and signals the copy's fence. Because copies run in
+//   order, the fences of one engine (one context, increasing seqnos) signal in
+//   seqno order: the engine is a timeline, like a GPU copy queue.
+//
+//   Faults for tests and the sim: fail_next() makes the next copies fail with
+//   -EIO without touching their destination; set_extra_latency() delays each
+//   fence after its copy; reset() fails every copy submitted so far with -EIO
+//   (in-flight ones stop at the next chunk, before their fence signals).
+//
+// Rules
+//   - A copy's fence signals in finite time: when its copy ends, when a
+//     wait_for fence signals with an error (the copy is skipped and its fence
+//     carries that error), at reset() (-EIO) or at destruction (-ECANCELED for
+//     every copy not finished: the engine does not wait for foreign fences on
+//     the way out).
+//   - The engine thread never holds mutex_ while it calls into a fence (waits,
+//     adds/removes callbacks, signals), so signalers and fence callbacks may
+//     call submit() and the fault functions. Its own wake-up callbacks only
+//     take mutex_ (a leaf).
+//   - A fence never signals while the engine may still write the copy's
+//     destination, so the caller may free the blocks as soon as it signals.
+//   - The engine holds references to both blocks until just before signaling.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "allocator/fence.hpp"
+#include "allocator/result.hpp"
+#include "backends/backend.hpp"
+
+namespace xbuf::detail {
+
+// The fence kind an engine hands out; driver_name says whose engine.
+class engine_fence final : public fence {
+ public:
+  // driver must have static storage ("sim-copy", "host-copy").
+  engine_fence(std::uint64_t context, std::uint64_t seqno, std::string_view driver)
+      : fence(context, seqno), driver_(driver) {}
+  std::string_view driver_name() const noexcept override { return driver_; }
+
+ private:
+  std::string_view driver_;
+};
+
+struct copy_engine_config {
+  std::string name;                 // for messages and the thread name: "sim0 copy engine"
+  std::string_view driver_name;     // fence driver name, static storage
+  double bytes_per_second = 0;      // 0 = as fast as memcpy
+};
+
+struct copy_engine_stats {
+  std::uint64_t submitted = 0;
+  std::uint64_t completed = 0;  // fence signaled with 0
+  std::uint64_t failed = 0;     // fence signaled with an error
+  std::uint64_t bytes_copied = 0;
+};
+
+class copy_engine {
+ public:
+  // Starts the engine thread. Errors: io_error (the thread could not start).
+  static result<std::unique_ptr<copy_engine>> create(copy_engine_config config);
+
+  // Signals every unfinished copy with -ECANCELED (in order) and joins the
+  // thread. Must not run on the engine thread (i.e. from one of its fences'
+  // callbacks).
+  ~copy_engine();
+  copy_engine(const copy_engine&) = delete;
+  copy_engine& operator=(const copy_engine&) = delete;
+
+  // Queues a copy of `bytes` from src to dst after `wait_for`. The pointers
+  // must stay valid until the fence signals; dst_keep/src_keep are held until
+  // then (just before signaling) to make that so.
+  // Errors: bad_state (the engine is shutting down).
+  // Context: never blocks on a fence; allocates; callable from fence callbacks.
+  result<fence_ptr> submit(void* dst, const void* src, std::size_t bytes,
+                           std::span<const fence_ptr> wait_for, memory_block_ptr dst_keep,
+                           memory_block_ptr src_keep);
+
+  // The next `count` copies submitted after this call fail with -EIO, their
+  // destination untouched (they still wait for their wait_for fences first).
+  void fail_next(unsigned count);
+
+  // Each later copy's fence signals `extra` after its copy is done (0 = off;
+  // clamped to [0, 24 h]).
+  void set_extra_latency(fence_clock::duration extra);
+
+  // Every copy submitted before this call and not yet signaled signals with
+  // `error` (a negative errno, -EIO for a device reset), in order; copies
+  // submitted afterwards run normally. Blocks until those fences have
+  // signaled, except on the engine thread itself (a fence callback), where it
+  // returns at once and the engine fails them right after.
+  void reset(int error = -EIO);
+
+  std::uint64_t context() const noexcept { return context_; }
+  copy_engine_stats stats() const;
+
+ private:
+  struct job {
+    std::uint64_t seqno = 0;
+    std::uint64_t reset_generation = 0;
+    void* dst = nullptr;
+    const void* src = nullptr;
+    std::size_t bytes = 0;
+    bool inject_failure = false;
+    fence_clock::duration extra_latency{};
+    std::vector<fence_ptr> wait_for;
+    memory_block_ptr dst_keep;
+    memory_block_ptr src_keep;
+    fence_ptr done;
+  };
+
+  explicit copy_engine(copy_engine_config config);
+  void run() noexcept;
+  int execute(job& j) noexcept;
+  int wait_dependencies(job& j) noexcept;
+  int abort_code_locked(const job& j) const noexcept;
+
+  const copy_engine_config config_;
+  const std::uint64_t context_;
+
+  mutable std::mutex mutex_;  // leaf: never held while calling into a fence
+  std::condition_variable wake_;         // engine thread: new work, fence signaled, reset, stop
+  std::condition_variable progress_;     // reset() waiters: signaled_through_ advanced
+  std::deque<job> queue_;                // guarded by mutex_, seqno order
+  std::uint64_t next_seqno_ = 1;         // guarded by mutex_
+  std::uint64_t signaled_through_ = 0;   // guarded by mutex_: every seqno <= this has signaled
+  std::uint64_t reset_generation_ = 0;   // guarded by mutex_
+  int reset_error_ = -EIO;               // guarded by mutex_: error of the latest reset
+  std::uint64_t wake_generation_ = 0;    // guarded by mutex_: bumped by dependency callbacks
+  unsigned fail_next_ = 0;               // guarded by mutex_
+  fence_clock::duration extra_latency_{};  // guarded by mutex_
+  bool stopping_ = false;                // guarded by mutex_
+  copy_engine_stats stats_;              // guarded by mutex_
+  std::thread thread_;
+};
+
+}  // namespace xbuf::detail

@@ -1,0 +1,156 @@
+// SPDX-License-Identifier: MIT
+#include "backends/detail/memfd_block.hpp"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+namespace xbuf::detail {
+
+namespace {
+std::string errno_text(int e) { return std::string(std::strerror(e)) + " (errno " + std::to_string(e) + ")"; }
+}  // namespace
+
+std::size_t page_size() noexcept {
+  static const std::size_t size = [] {
+    const long p = ::sysconf(_SC_PAGESIZE);
+    return p > 0 ? static_cast<std::size_t>(p) : std::size_t{4096};
+  }();
+  return size;
+}
+
+memfd_mapping::memfd_mapping(memfd_mapping&& other) noexcept
+    : fd_(std::exchange(other.fd_, -1)),
+      data_(std::exchange(other.data_, nullptr)),
+      size_(std::exchange(other.size_, 0)) {}
+
+memfd_mapping& memfd_mapping::operator=(memfd_mapping&& other) noexcept {
+  if (this != &other) {
+    release();
+    fd_ = std::exchange(other.fd_, -1);
+    data_ = std::exchange(other.data_, nullptr);
+    size_ = std::exchange(other.size_, 0);
+  }
+  return *this;
+}
+
+memfd_mapping::~memfd_mapping() { release(); }
+
+void memfd_mapping::release() noexcept {
+  // munmap also drops any mlock on the range.
+  if (data_ != nullptr) ::munmap(data_, size_);
+  if (fd_ >= 0) ::close(fd_);
+  data_ = nullptr;
+  fd_ = -1;
+  size_ = 0;
+}
+
+result<memfd_mapping> memfd_mapping::create(const std::string& name, std::size_t bytes) {
+  const std::size_t page = page_size();
+  if (bytes > (static_cast<std::size_t>(1) << 62)) {
+    return fail(errc::out_of_memory, "memfd " + name + ": " + std::to_string(bytes) +
+                                         " bytes is beyond any address space");
+  }
+  const std::size_t rounded = (bytes + page - 1) / page * page;
+  const int fd = ::memfd_create(name.c_str(), MFD_CLOEXEC);
+  if (fd < 0) {
+    const int e = errno;
+    return fail(errc::io_error, "memfd_create(" + name + ") failed: " + errno_text(e));
+  }
+  memfd_mapping m;
+  m.fd_ = fd;
+  if (::ftruncate(fd, static_cast<off_t>(rounded)) != 0) {
+    const int e = errno;
+    return fail(e == EFBIG || e == ENOSPC || e == ENOMEM ? errc::out_of_memory : errc::io_error,
+                "memfd " + name + ": cannot size it to " + std::to_string(rounded) +
+                    " bytes: " + errno_text(e));
+  }
+  void* p = ::mmap(nullptr, rounded, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (p == MAP_FAILED) {
+    const int e = errno;
+    return fail(e == ENOMEM ? errc::out_of_memory : errc::io_error,
+                "memfd " + name + ": cannot map " + std::to_string(rounded) + " bytes: " + errno_text(e));
+  }
+  m.data_ = p;
+  m.size_ = rounded;
+  return m;
+}
+
+result<memfd_mapping> memfd_mapping::map_fd(int fd) {
+  memfd_mapping m;
+  m.fd_ = fd;  // owned from here: closed by m on every path
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    const int e = errno;
+    return fail(errc::invalid_argument, "fd " + std::to_string(fd) + " cannot be examined: " + errno_text(e));
+  }
+  if (st.st_size <= 0) {
+    return fail(errc::invalid_argument, "fd " + std::to_string(fd) + " has nothing to map (size 0)");
+  }
+  const auto size = static_cast<std::size_t>(st.st_size);
+  void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (p == MAP_FAILED) {
+    const int e = errno;
+    return fail(e == EACCES || e == ENODEV ? errc::invalid_argument : errc::io_error,
+                "fd " + std::to_string(fd) + ": cannot map " + std::to_string(size) +
+                    " bytes read-write: " + errno_text(e));
+  }
+  m.data_ = p;
+  m.size_ = size;
+  return m;
+}
+
+const memfd_block* owned_block(const memory_block_ptr& p, const void* owner) noexcept {
+  const auto* b = dynamic_cast<const memfd_block*>(p.get());
+  return b != nullptr && b->owner.get() == owner ? b : nullptr;
+}
+
+result<exported_memory> export_block(const memfd_block& block, const memory_span& span,
+                                     std::string_view who) {
+  const int fd = ::fcntl(block.mapping.fd(), F_DUPFD_CLOEXEC, 0);
+  if (fd < 0) {
+    const int e = errno;
+    return fail(errc::io_error, std::string(who) + ": export_fd: cannot duplicate the " +
+                                    std::string(to_string(block.kind)) + " block's fd: " + errno_text(e));
+  }
+  exported_memory out;
+  out.fd = fd;
+  // An imported block may start inside its mapping; offsets are relative to the fd.
+  out.offset = static_cast<std::size_t>(static_cast<const char*>(block.host_ptr) -
+                                        static_cast<const char*>(block.mapping.data())) +
+               span.offset;
+  out.size = span.size;
+  out.kind = block.kind;
+  return out;
+}
+
+result<std::shared_ptr<memfd_block>> import_block(const exported_memory& exported, int device,
+                                                  std::string_view who) {
+  auto mapped = memfd_mapping::map_fd(exported.fd);
+  if (!mapped) return std::move(mapped).err().prefixed(std::string(who) + ": import_fd");
+  memfd_mapping m = std::move(mapped).value();
+  if (exported.offset > m.size() || exported.size > m.size() - exported.offset) {
+    return fail(errc::invalid_argument,
+                std::string(who) + ": import_fd: range [" + std::to_string(exported.offset) + ", +" +
+                    std::to_string(exported.size) + ") lies beyond the fd's " +
+                    std::to_string(m.size()) + " bytes");
+  }
+  auto block = std::make_shared<memfd_block>();
+  block->kind = exported.kind;
+  block->device = device;
+  block->size = exported.size;
+  block->host_ptr = static_cast<char*>(m.data()) + exported.offset;
+  block->device_ptr = exported.kind == memory_kind::device
+                          ? reinterpret_cast<std::uint64_t>(block->host_ptr)
+                          : 0;
+  block->fd = m.fd();
+  block->mapping = std::move(m);
+  return block;
+}
+
+}  // namespace xbuf::detail

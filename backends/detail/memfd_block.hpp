@@ -1,0 +1,95 @@
+// SPDX-License-Identifier: MIT
+//
+// memfd_block.hpp - (internal) memory blocks backed by a memfd mapping, shared
+// by the host and sim backends.
+//
+// Overview
+//   A memfd_mapping is a memfd (or an imported fd) mapped MAP_SHARED into this
+//   process: the memory can be handed to another process as a file descriptor
+//   and both see the same pages. A memfd_block is a memory_block that owns one
+//   mapping and remembers which backend instance made it (owner), so a backend
+//   can refuse blocks that are not its own.
+//
+// Rules
+//   - A block owns its mapping and fd; both are released in its destructor,
+//     which never fails and never blocks on a fence.
+//   - A block keeps its owner state alive (shared_ptr), so blocks may outlive
+//     the backend that made them and owner identity is never reused while a
+//     block exists.
+//   - on_release runs from the destructor on whatever thread drops the last
+//     reference; it must only update counters under a leaf lock.
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "allocator/result.hpp"
+#include "backends/backend.hpp"
+
+namespace xbuf::detail {
+
+// Move-only owner of an fd and its MAP_SHARED mapping.
+class memfd_mapping {
+ public:
+  memfd_mapping() = default;
+  memfd_mapping(memfd_mapping&& other) noexcept;
+  memfd_mapping& operator=(memfd_mapping&& other) noexcept;
+  memfd_mapping(const memfd_mapping&) = delete;
+  memfd_mapping& operator=(const memfd_mapping&) = delete;
+  ~memfd_mapping();
+
+  // A new memfd named `name` (shows in /proc/<pid>/maps as /memfd:name) of
+  // `bytes` bytes, mapped read-write. The pages are not touched.
+  // Errors: out_of_memory (ftruncate or mmap refused the size), io_error.
+  // Context: may block in the kernel; allocates.
+  static result<memfd_mapping> create(const std::string& name, std::size_t bytes);
+
+  // Maps all of `fd` (taking ownership of it, closed on failure too).
+  // Errors: invalid_argument (not an open fd, or nothing to map), io_error.
+  static result<memfd_mapping> map_fd(int fd);
+
+  void* data() const noexcept { return data_; }
+  std::size_t size() const noexcept { return size_; }
+  int fd() const noexcept { return fd_; }
+
+ private:
+  void release() noexcept;
+
+  int fd_ = -1;
+  void* data_ = nullptr;
+  std::size_t size_ = 0;
+};
+
+struct memfd_block final : memory_block {
+  memfd_mapping mapping;
+  std::shared_ptr<void> owner;              // the making backend's shared state
+  std::function<void(const memfd_block&)> on_release;  // accounting; may be empty
+  bool locked = false;                      // mlock'ed (host_pinned that really is page-locked)
+  std::size_t charged_bytes = 0;            // what on_release gives back
+
+  ~memfd_block() override {
+    if (on_release) on_release(*this);
+  }
+};
+
+// The block behind `p` if it is a memfd_block made by `owner`, else nullptr.
+const memfd_block* owned_block(const memory_block_ptr& p, const void* owner) noexcept;
+
+// A fresh (CLOEXEC) fd for `span` of a memfd_block, with the range's offset
+// within what the fd maps. Errors: io_error (dup failed).
+result<exported_memory> export_block(const memfd_block& block, const memory_span& span,
+                                     std::string_view who);
+
+// Maps `exported` (taking ownership of its fd) as a block of kind
+// exported.kind on `device`. The imported range must lie within the fd.
+// Errors: invalid_argument (bad fd, range beyond the fd's size), io_error.
+result<std::shared_ptr<memfd_block>> import_block(const exported_memory& exported, int device,
+                                                  std::string_view who);
+
+// The system page size (the granularity of every memfd block).
+std::size_t page_size() noexcept;
+
+}  // namespace xbuf::detail
