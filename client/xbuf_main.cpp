@@ -4,7 +4,10 @@
 //   xbuf topo [--xml FILE] [--json]   PCI/NUMA topology and peer-to-peer matrix
 //   xbuf stat [--socket PATH]         what the daemon holds (per domain, client, buffer)
 #include <cstdio>
+#include <span>
 #include <string_view>
+
+#include "p2p/topo_command.hpp"
 
 namespace {
 
@@ -24,6 +27,7 @@ int main(int argc, char** argv) {
   if (argc < 2) return usage(stderr);
   const std::string_view cmd = argv[1];
   if (cmd == "help" || cmd == "--help" || cmd == "-h") return usage(stdout);
+  if (cmd == "topo") return xbuf::p2p::topo_main(std::span<char*>(argv + 2, argv + argc));
   std::fprintf(stderr, "xbuf: unknown command '%s'\n", argv[1]);
   return usage(stderr);
 }
