@@ -4,6 +4,8 @@
 #include <hwloc.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -194,7 +196,10 @@ result<memory_block_ptr> host_backend::do_allocate_host(std::size_t bytes, bool 
   }
 
   if (pinned) {
-    if (::mlock(p, block->mapping.size()) == 0) {
+    // The raw syscall: sanitizer runtimes replace mlock() with a no-op that
+    // reports success (because of mlockall and their shadow memory), which
+    // would make sanitized builds claim pages are locked when they are not.
+    if (::syscall(SYS_mlock, p, block->mapping.size()) == 0) {
       block->locked = true;
     } else {
       const int e = errno;

@@ -286,8 +286,10 @@ TEST(SimBackendTest, CopyFencesAreSimCopyFencesOnPerDeviceTimelines) {
   auto d0 = b->allocate_device(0, 4096);
   auto d1 = b->allocate_device(1, 4096);
   ASSERT_TRUE(h && d0 && d1);
+  auto h2 = b->allocate_host(4096, false);
+  ASSERT_TRUE(h2);
   auto a = b->copy(whole(*d0), whole(*h));
-  auto a2 = b->copy(whole(*h), whole(*d0));  // device to host runs on the source's engine
+  auto a2 = b->copy(whole(*h2), whole(*d0));  // device to host runs on the source's engine
   auto c = b->copy(whole(*d1), whole(*h));
   ASSERT_TRUE(a && a2 && c);
   EXPECT_EQ((*a)->driver_name(), "sim-copy");
