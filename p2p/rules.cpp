@@ -229,16 +229,17 @@ root_bus_device host_bridge_device(const topology& topo, int host_bridge) {
     }
     return out;
   }
-  // A filtered export may have dropped devices ahead of the first Root Port;
-  // the lowest Root Port present is the best stand-in and the note says so.
+  // A filtered export (lstopo's default) drops most root-bus functions, and
+  // on many Intel servers 00.0 is such a function (e.g. 8086:09a2, itself
+  // allow-listed): without it the kernel's answer cannot be told. The lowest
+  // Root Port present is named so a person can judge.
+  out.note = "root bus " + bus + " device 00.0 is not in the input (filtered export?)";
   for (int i : on_root) {
     if (topo.node(i).kind == node_kind::bridge) {
-      out.node = i;
-      out.note = "root bus " + bus + " lowest Root Port in the input (device 00.0 absent)";
-      return out;
+      out.note += "; lowest Root Port present: " + describe_node(topo, i);
+      break;
     }
   }
-  out.note = "root bus " + bus + " device 00.0 and Root Ports are not in the input";
   return out;
 }
 

@@ -131,7 +131,10 @@ const allow_list_entry* find_allow_list_entry(std::uint16_t vendor_id, std::uint
 
 // The device of a host bridge the kernel checks against the allow-list
 // (pci_host_bridge_dev): the first device on the root bus, accepted if its
-// devfn is 00.0 or it is a Root Port.
+// devfn is 00.0 or it is a Root Port. Where the input may have dropped
+// root-bus functions (topology::root_buses_complete() false, e.g. any default
+// lstopo export) and 00.0 is absent, the answer is "cannot tell" (nullopt,
+// not rejected).
 struct root_bus_device {
   std::optional<int> node;  // nullopt: cannot be told from the input, or rejected
   bool rejected = false;    // the first device is neither 00.0 nor a Root Port

@@ -36,12 +36,12 @@ device_kind classify(std::uint16_t class_id, std::uint16_t vendor_id,
   const unsigned base = class_id >> 8;
   const unsigned sub = class_id & 0xffu;
   const bool compute = has_compute_os_device(os_devices);
-  constexpr std::uint16_t nvidia = 0x10de, amd_gpu = 0x1002;
+  constexpr std::uint16_t nvidia = 0x10de;
   if (base == 0x03) {
     // 3D controllers and "display, other" (AMD Instinct) are compute GPUs; a
-    // VGA controller is one only if a compute vendor or runtime says so, so a
-    // server's BMC display (Matrox, ASPEED) is not listed as a GPU.
-    if (sub == 0x02 || sub == 0x80 || vendor_id == nvidia || vendor_id == amd_gpu || compute) {
+    // VGA controller is one only if NVIDIA made it or a compute runtime sees
+    // it, so a server's BMC display (Matrox, ASPEED, ATI ES1000) is not a GPU.
+    if (sub == 0x02 || sub == 0x80 || vendor_id == nvidia || compute) {
       return device_kind::gpu;
     }
     return device_kind::other;
