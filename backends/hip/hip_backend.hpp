@@ -46,7 +46,7 @@ struct hip_config {
 
 // Creates the HIP backend over every HIP device.
 // Errors: no_device - no runtime library ("libamdhip64.so not found: ..."),
-// hipInit or hipGetDeviceCount failing (naming the call and the HIP error,
+// hipGetDeviceCount failing (naming the call and the HIP error,
 // e.g. "hipGetDeviceCount: hipErrorNoDevice (no ROCm-capable device is
 // detected)"), or a count of 0; other runtime failures name their call.
 // Context: may block (runtime initialization); allocates.

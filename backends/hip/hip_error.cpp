@@ -75,6 +75,9 @@ error hip_error(const hip_runtime* runtime, hipError_t rc, std::string_view call
     if (const char* s = runtime->hipGetErrorString(rc)) text = s;
   }
   if (name.empty()) name = hip_result_name(rc);
+  // ROCm 5's hipGetErrorString returns the name again; a description is
+  // what a person needs.
+  if (text == name) text.clear();
   if (text.empty()) {
     text = "unrecognized HIP error";
     for (const auto& k : known_results) {

@@ -50,7 +50,6 @@ result<std::shared_ptr<const hip_runtime>> hip_runtime_loader::load_uncached(
   }
   XBUF_HIP_REQUIRE(hipGetErrorName)
   XBUF_HIP_REQUIRE(hipGetErrorString)
-  XBUF_HIP_REQUIRE(hipInit)
   XBUF_HIP_REQUIRE(hipRuntimeGetVersion)
   XBUF_HIP_REQUIRE(hipGetDeviceCount)
   XBUF_HIP_REQUIRE(hipGetDevice)
@@ -76,11 +75,9 @@ result<std::shared_ptr<const hip_runtime>> hip_runtime_loader::load_uncached(
   XBUF_HIP_REQUIRE(hipHostUnregister)
 #undef XBUF_HIP_REQUIRE
 
-  if (hipError_t rc = rt->hipInit(0); rc != hipSuccess) {
-    auto e = hip_error(rt.get(), rc, "hipInit(0) [" + lib + "]");
-    e.code = errc::no_device;
-    return e;
-  }
+  // No hipInit(0) here: the runtime API initializes itself on first use,
+  // and without a GPU hipInit only says hipErrorInvalidDevice, whereas
+  // hipGetDeviceCount (the factory's first call) says hipErrorNoDevice.
   int version = 0;
   if (hipError_t rc = rt->hipRuntimeGetVersion(&version); rc != hipSuccess) {
     return hip_error(rt.get(), rc, "hipRuntimeGetVersion");

@@ -64,11 +64,11 @@ inline constexpr int attribute_vmm_supported = 89;
 
 class hip_runtime {
  public:
-  // Tries each name in order (default: libamdhip64.so, .so.6, .so.5), calls
-  // hipInit(0) and reads the runtime version.
+  // Tries each name in order (default: libamdhip64.so, .so.6, .so.5) and
+  // reads the runtime version (which needs no device).
   // Errors: no_device when no library loads ("libamdhip64.so not found: no
-  // ROCm HIP runtime on this machine (dlopen: ...)"), when a required entry
-  // point is missing, or when hipInit fails (naming it and the HIP error).
+  // ROCm HIP runtime on this machine (dlopen: ...)") or when a required entry
+  // point is missing (naming it).
   // Context: may block (runtime initialization); allocates.
   static result<std::shared_ptr<const hip_runtime>> load(std::vector<std::string> libraries = {});
 
@@ -81,7 +81,6 @@ class hip_runtime {
   using fn_error_name = const char* (*)(hipError_t);
   fn_error_name hipGetErrorName = nullptr;
   fn_error_name hipGetErrorString = nullptr;
-  hipError_t (*hipInit)(unsigned int) = nullptr;
   hipError_t (*hipRuntimeGetVersion)(int*) = nullptr;
   hipError_t (*hipGetDeviceCount)(int*) = nullptr;
   hipError_t (*hipGetDevice)(int*) = nullptr;

@@ -3,6 +3,12 @@
 
 #include "backends/host/host_backend.hpp"
 #include "backends/sim/sim_backend.hpp"
+#if XBUF_TEST_WITH_CUDA
+#include "backends/cuda/cuda_backend.hpp"
+#endif
+#if XBUF_TEST_WITH_HIP
+#include "backends/hip/hip_backend.hpp"
+#endif
 
 namespace xbuf::test {
 
@@ -32,11 +38,12 @@ const std::vector<named_backend_factory>& backend_factories() {
   static const std::vector<named_backend_factory> list = {
       {"sim", [] { return as_backend(create_sim_backend(conformance_sim_config())); }},
       {"host", [] { return as_backend(create_host_backend(conformance_host_config("host"))); }},
-      // A GPU backend is one entry (its target and XBUF_TEST_WITH_<NAME> come
-      // from tests/backends/CMakeLists.txt), e.g.:
-      //   #if XBUF_TEST_WITH_CUDA
-      //     {"cuda", [] { return as_backend(create_cuda_backend({})); }},
-      //   #endif
+#if XBUF_TEST_WITH_CUDA
+      {"cuda", [] { return create_cuda_backend({}); }},
+#endif
+#if XBUF_TEST_WITH_HIP
+      {"hip", [] { return create_hip_backend({}); }},
+#endif
   };
   return list;
 }
