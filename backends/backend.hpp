@@ -24,6 +24,12 @@
 //     error. The caller keeps both blocks alive until the copy fence signals.
 //   - Copy fences are signaled from the backend's own thread without any
 //     xbuf lock held (see fence.hpp).
+//   - Blocks may outlive the backend that made them (a delayed free can run
+//     after it is gone): a block keeps alive what it needs to release its
+//     memory. Destroying a backend signals every copy fence it has not yet
+//     signaled (-ECANCELED for copies it did not finish); it does not wait for
+//     foreign wait_for fences. Do not destroy a backend from one of its own
+//     fences' callbacks.
 //   - A backend whose runtime or device is missing reports errc::no_device from
 //     its factory; nothing here aborts the process.
 //   - Every function is thread-safe.
@@ -126,8 +132,9 @@ class backend {
 
   // Copies src to dst once every fence in wait_for has signaled. Returns the
   // copy's fence. Errors (returned now, nothing queued): invalid_argument
-  // (size mismatch, range outside a block, null block), unsupported (a block
-  // this backend cannot reach).
+  // (size mismatch, an empty range, a range outside its block, overlapping
+  // ranges of one block, a null block or fence), unsupported (a block this
+  // backend cannot reach), device_lost (a device involved is gone).
   // Context: never blocks on the fences; may allocate.
   result<fence_ptr> copy(const memory_span& dst, const memory_span& src,
                          std::span<const fence_ptr> wait_for = {});
