@@ -1,0 +1,105 @@
+// SPDX-License-Identifier: MIT
+//
+// buffer.hpp - the memory manager's buffer and attachment objects.
+//
+// Overview
+//   A buffer is memory with a size, an ordered list of placements it may
+//   live in, a current placement, a reservation (lock + fences), an owner
+//   and the attachments of the devices that use it. An attachment is one
+//   importer's claim on a buffer: pinned (the buffer must not move) or
+//   dynamic (the importer is told before every move, dma_buf_attachment's
+//   move_notify).
+//
+//   These objects are the manager's; users see ids (memory_manager.hpp).
+//
+// Rules - who guards what
+//   - [const]  set at creation, never changed.
+//   - [both]   written with the buffer's reservation lock AND the manager
+//              mutex held; read with either held. Placement, backing, pins:
+//              the evictor reads them under the manager mutex (after a
+//              trylock), a job under its reservation lock.
+//   - [mgr]    manager mutex only (LRU position, ownership, sharing).
+//   - [resv]   reservation lock only.
+//   - lost is atomic: a move job sets it from a fence callback.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <list>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "allocator/domain.hpp"
+#include "allocator/heap.hpp"
+#include "allocator/reservation.hpp"
+
+namespace xbuf {
+
+using owner_id = std::uint32_t;
+using buffer_id = std::uint64_t;
+using attachment_id = std::uint64_t;
+
+enum class attach_mode : std::uint8_t {
+  pinned,   // the buffer stays where the importer can reach it, never moves
+  dynamic,  // the buffer may move; move_notify is called first
+};
+
+// What an importer is told before its buffer moves.
+struct move_notice {
+  buffer_id buffer = 0;
+  attachment_id attachment = 0;
+  placement from;
+  placement to;
+};
+// Called with the buffer's reservation lock and the manager mutex held, on
+// the thread that decided the move: it must only record that the importer's
+// mapping is stale (the daemon queues an event) - never call back into the
+// manager, never block.
+using move_notify_fn = std::function<void(const move_notice&)>;
+
+struct attachment {
+  const attachment_id id;
+  const owner_id owner;              // the importer's client
+  const int device;                  // importing device; -1 = the CPU
+  const attach_mode mode;
+  const bool peer_capable;           // accepts another device's VRAM address
+  const move_notify_fn move_notify;  // required for dynamic attachments
+  bool mapped = false;               // [resv]
+  std::uint64_t mapped_generation = 0;  // [resv] buffer generation at map()
+};
+
+struct buffer {
+  const buffer_id id;
+  const owner_id owner;
+  const std::uint64_t size;
+  const std::uint64_t alignment;
+  const std::vector<placement> placements;  // in order of preference
+  const bool cpu_access;
+  const bool no_evict;
+  const std::string name;
+
+  reservation resv;
+
+  int domain = -1;                 // [both] index of the manager's heap
+  heap_allocation backing;         // [both]
+  int pins = 0;                    // [both] pinned attachments + CPU accesses + no_evict
+  std::uint64_t generation = 0;    // [both] bumped on every move
+  std::vector<std::shared_ptr<attachment>> attachments;  // [both]
+  std::list<buffer*>::iterator lru_pos;                   // [mgr] in heaps_[domain]->lru()
+  bool owner_released = false;     // [mgr] the owner freed it; alive for importers
+  bool destroyed = false;          // [both] gone from the manager
+  std::set<owner_id> shared_with;  // [mgr]
+  std::chrono::steady_clock::time_point last_promotion{};  // [both]
+  std::atomic<bool> lost{false};   // a move failed for good: contents are gone
+
+  buffer(buffer_id i, owner_id o, std::uint64_t sz, std::uint64_t align,
+         std::vector<placement> where, bool cpu, bool pinned_forever, std::string n)
+      : id(i), owner(o), size(sz), alignment(align), placements(std::move(where)),
+        cpu_access(cpu), no_evict(pinned_forever), name(std::move(n)) {}
+};
+
+}  // namespace xbuf

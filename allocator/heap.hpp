@@ -1,0 +1,123 @@
+// SPDX-License-Identifier: MIT
+//
+// heap.hpp - the memory of one domain: capacity, allocations, LRU, delayed free.
+//
+// Overview
+//   A VRAM heap sub-allocates one arena block from the backend with a buddy
+//   range_allocator (so allocation is O(log n) and fragmentation is known).
+//   A host heap asks the backend for one memfd block per allocation (system
+//   memory is not carved from an arena: the kernel already does that) and
+//   only keeps the byte count against its capacity.
+//
+//   Delayed free: release() does not free at once. The allocation becomes a
+//   *zombie* held together with the fences that may still touch it (a copy
+//   reading it, a job still using it); reap() frees zombies whose fences have
+//   all signaled. Zombie bytes count as used until then:
+//       used() == live_bytes + delayed_bytes()      used() <= capacity()
+//
+// Rules
+//   - Not locked: the memory manager's mutex guards every heap. No function
+//     here waits on a fence (reap only tests), so holding that mutex across
+//     these calls is fine.
+//   - The LRU list is the manager's: it stores buffers least recently used
+//     first; the heap only owns the container.
+#pragma once
+
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "allocator/domain.hpp"
+#include "allocator/fence.hpp"
+#include "allocator/range_allocator.hpp"
+#include "allocator/result.hpp"
+#include "backends/backend.hpp"
+
+namespace xbuf {
+
+struct buffer;  // allocator/buffer.hpp
+
+// The memory one buffer occupies in a heap.
+struct heap_allocation {
+  memory_span span;                 // what copies, maps and exports use
+  std::optional<range> vram_range;  // VRAM heaps: the buddy range behind span
+  std::uint64_t bytes = 0;          // what counts against capacity
+};
+
+struct domain_stats {
+  std::string name;                    // "vram0", "pinned", "pageable"
+  placement where;
+  std::uint64_t capacity = 0;
+  std::uint64_t used = 0;              // live + delayed-free bytes
+  std::uint64_t delayed_free_bytes = 0;
+  std::uint64_t largest_free_block = 0;  // VRAM: buddy; host: capacity - used
+  double fragmentation = 0;            // VRAM: 1 - largest_free/free; host: 0
+  std::size_t buffers = 0;             // buffers placed here (LRU length)
+  std::size_t delayed_frees = 0;       // zombies waiting for fences
+};
+
+class heap {
+ public:
+  // A VRAM heap of `capacity` bytes on `device`, in chunks of `min_block`.
+  // Errors: those of backend::allocate_device and range_allocator::create.
+  static result<std::unique_ptr<heap>> create_vram(backend& be, int device,
+                                                   std::uint64_t capacity,
+                                                   std::uint64_t min_block);
+  // A host heap (pinned or pageable) of `capacity` bytes.
+  static std::unique_ptr<heap> create_host(backend& be, bool pinned, std::uint64_t capacity);
+
+  const placement& where() const noexcept { return where_; }
+  const std::string& name() const noexcept { return name_; }
+  std::uint64_t capacity() const noexcept { return capacity_; }
+  std::uint64_t used() const noexcept { return live_bytes_ + delayed_bytes_; }
+  std::uint64_t delayed_bytes() const noexcept { return delayed_bytes_; }
+  // The arena's device address base (VRAM heaps), for describing mappings.
+  const memory_block_ptr& arena() const noexcept { return arena_; }
+
+  // Takes `size` bytes aligned to `alignment` (0 = page) without evicting.
+  // Errors: out_of_memory (message names the heap, the request, used and
+  // free bytes, the largest free block), and the backend's errors.
+  // Context: may allocate and call the backend (mmap); never waits on a fence.
+  result<heap_allocation> allocate(std::uint64_t size, std::uint64_t alignment);
+
+  // Gives `a` back once every fence in `fences` has signaled (at once if all
+  // have). Never fails. Returns true if it had to be delayed.
+  bool release(heap_allocation a, std::vector<fence_ptr> fences);
+
+  // Frees every zombie whose fences have all signaled. Returns how many.
+  std::size_t reap();
+
+  // Unsignaled fences that hold zombies back: wait for these to get memory.
+  std::vector<fence_ptr> pending_fences() const;
+
+  domain_stats stats() const;
+
+  // Buffers placed here, least recently used first (manager-owned content).
+  std::list<buffer*>& lru() noexcept { return lru_; }
+  const std::list<buffer*>& lru() const noexcept { return lru_; }
+
+ private:
+  heap(backend& be, placement where, std::uint64_t capacity);
+  void free_now(heap_allocation& a);
+
+  struct zombie {
+    heap_allocation allocation;
+    std::vector<fence_ptr> fences;
+  };
+
+  backend& backend_;
+  const placement where_;
+  const std::string name_;
+  const std::uint64_t capacity_;
+  memory_block_ptr arena_;                  // VRAM only
+  std::optional<range_allocator> ranges_;   // VRAM only
+  std::uint64_t live_bytes_ = 0;
+  std::uint64_t delayed_bytes_ = 0;
+  std::vector<zombie> zombies_;
+  std::list<buffer*> lru_;
+};
+
+}  // namespace xbuf

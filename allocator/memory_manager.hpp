@@ -1,0 +1,350 @@
+// SPDX-License-Identifier: MIT
+//
+// memory_manager.hpp - where buffers live, and moving them safely (TTM analog).
+//
+// Overview
+//   The memory manager owns one heap per domain (each GPU's VRAM, pinned
+//   host, pageable host) and every buffer in them. It
+//     - places a new buffer in the first of its placements with room, and
+//       when the preferred domain is full, evicts: walks that domain's LRU,
+//       skips pinned buffers, trylocks each victim (skips contended ones),
+//       takes idle victims before busy ones, and moves busy ones pipelined -
+//       the copy waits for the victim's fences and its fence becomes the
+//       victim's KERNEL fence (move_job.hpp);
+//     - frees old memory only after every fence on it signaled (heap.hpp);
+//     - hands importers addresses they can reach: their own VRAM, another
+//       GPU's VRAM when the peer policy allows and the importer takes peer
+//       addresses, else pinned host memory both can reach (the buffer
+//       migrates); never an address the importer cannot reach;
+//     - tells dynamic importers before a move (move_notify); pinned importers
+//       keep the buffer where it is;
+//     - promotes evicted buffers back with validate(), at most once per
+//       promote_interval per buffer (no ping-pong);
+//     - enforces budgets: domain capacity, a quota per owner, a cap on pinned
+//       bytes; a failure names the domain, the request and the largest holders.
+//
+//   Users see numbers: owner ids (a client of the daemon, a framework
+//   in-process), buffer ids and attachment ids. An id that belongs to another
+//   owner reads as unknown (errc::not_found), so no client learns of another's
+//   buffers; a buffer shared with share() is visible to that owner too.
+//
+//   Lifetime: free() drops the owner's handle. The buffer lives on while
+//   importers are attached (as a dma-buf lives while an fd is open) and its
+//   memory after that until its fences signaled.
+//
+// Rules
+//   - Lock order: reservation locks (any order, through an acquire context)
+//     -> manager mutex -> fence lock (leaf). The manager takes a buffer's
+//     reservation lock before its own mutex; under its mutex it only
+//     *trylocks* reservations (eviction). It never waits on a fence while
+//     holding its mutex: it drops the mutex, waits, and tries again.
+//   - Every public function is thread-safe and may block (on buffer locks,
+//     and where it says so on fences) unless it says otherwise: never call
+//     them on an io_context thread or from a fence callback or move_notify.
+//   - Errors are values; no function throws. free/detach/unmap report bad
+//     ids but never fail otherwise.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "allocator/buffer.hpp"
+#include "allocator/domain.hpp"
+#include "allocator/fence.hpp"
+#include "allocator/heap.hpp"
+#include "allocator/reservation.hpp"
+#include "allocator/result.hpp"
+#include "backends/backend.hpp"
+
+namespace xbuf {
+
+// The peer-to-peer verdict the manager asks for before handing device
+// `importer` an address in device `exporter`'s VRAM (p2p/peer_policy.hpp
+// supplies the real one from the PCI topology).
+struct peer_decision {
+  bool allowed = false;
+  std::string reason;  // "bus_addr: both below PCIe switch 0000:2c:00.0", ...
+};
+using peer_policy_fn = std::function<peer_decision(int importer, int exporter)>;
+
+struct manager_config {
+  backend* device_backend = nullptr;  // not owned; must outlive the manager
+  // VRAM each GPU lends to the manager; 0 = all the device reports. One
+  // entry per device, or empty for all-zero.
+  std::vector<std::uint64_t> vram_capacity;
+  std::uint64_t pinned_capacity = 256ull << 20;    // pinned host domain
+  std::uint64_t pageable_capacity = 1024ull << 20;  // pageable host domain
+  std::uint64_t pinned_limit = 256ull << 20;  // bytes held still by pinned attachments / no_evict
+  std::uint64_t min_block = 4096;             // VRAM chunk (buddy order 0)
+  std::chrono::steady_clock::duration promote_interval = std::chrono::milliseconds(100);
+  int move_retries = 3;                       // copies tried again before contents are lost
+  peer_policy_fn peer_policy;                 // default: the backend's can_access_peer
+};
+
+struct alloc_request {
+  std::uint64_t size = 0;
+  std::uint64_t alignment = 0;          // 0 = page; else a power of two <= 1 GiB
+  std::vector<placement> placements;    // in order of preference, at least one
+  bool cpu_access = false;              // will be accessed with begin_cpu_access
+  bool no_evict = false;                // never moved (counts against pinned_limit)
+  std::string name;                     // shown by stats; optional
+  fence_clock::duration timeout = std::chrono::seconds(30);  // for waits on evictions
+  const cancel_token* cancel = nullptr;
+};
+
+struct attach_request {
+  int device = -1;              // importing device; -1 = the CPU
+  attach_mode mode = attach_mode::dynamic;
+  bool peer_capable = false;    // the importer can use another GPU's VRAM address
+  move_notify_fn move_notify;   // required for dynamic, ignored for pinned
+};
+
+struct address_range {
+  std::uint64_t address = 0;  // valid for the importer: device address, or host pointer for the CPU
+  std::uint64_t size = 0;
+};
+
+struct mapping {
+  placement where;                   // the domain the addresses point into
+  std::vector<address_range> ranges;
+  bool peer = false;                 // an address in another GPU's VRAM
+  std::string reason;                // why this path (peer verdict, or why host)
+  fence_ptr wait_for;                // do not touch the memory before this signals
+  std::uint64_t generation = 0;      // the buffer's move count at map time
+};
+
+enum class cpu_access_mode : std::uint8_t { read, write };
+
+struct cpu_mapping {
+  void* data = nullptr;
+  std::uint64_t size = 0;
+};
+
+struct buffer_info {
+  buffer_id id = 0;
+  owner_id owner = 0;
+  std::string name;
+  std::uint64_t size = 0;
+  placement where;
+  std::size_t attachments = 0;
+  int pins = 0;
+  std::size_t fences = 0;           // unsignaled fences in its reservation
+  std::uint64_t generation = 0;
+  bool lost = false;
+};
+
+struct owner_stats {
+  owner_id owner = 0;
+  std::uint64_t bytes = 0;    // allocated and not freed by the owner
+  std::size_t buffers = 0;
+  std::uint64_t quota = 0;    // 0 = none
+};
+
+struct manager_counters {
+  std::uint64_t allocations = 0;
+  std::uint64_t frees = 0;
+  std::uint64_t evictions = 0;
+  std::uint64_t moves = 0;            // every move: evictions, promotions, migrations
+  std::uint64_t bytes_moved = 0;
+  std::uint64_t move_notifies = 0;
+  std::uint64_t delayed_frees = 0;    // memory releases that had to wait for fences
+  std::uint64_t failed_moves = 0;     // moves whose every copy failed (contents lost)
+  std::uint64_t promotions = 0;
+  std::uint64_t promotions_deferred = 0;  // skipped by the anti ping-pong interval
+  std::uint64_t allocation_failures = 0;
+};
+
+struct manager_stats {
+  std::vector<domain_stats> domains;
+  std::vector<owner_stats> owners;
+  manager_counters counters;
+  std::uint64_t pinned_bytes = 0;
+  std::uint64_t pinned_limit = 0;
+};
+
+struct validate_report {
+  std::size_t promoted = 0;   // moved back to their preferred placement
+  std::size_t deferred = 0;   // evicted, but promoted too recently
+  std::size_t in_place = 0;   // already where they prefer
+  std::size_t no_room = 0;    // could not be promoted now (no room even after eviction)
+};
+
+class memory_manager {
+ public:
+  // Creates the heaps: one VRAM heap per device of the backend (taking its
+  // arena from the backend now), a pinned and a pageable host heap.
+  // Errors: invalid_argument (no backend, capacities, min_block), and the
+  // backend's errors for the arenas (naming the device).
+  static result<std::unique_ptr<memory_manager>> create(manager_config config);
+
+  // Waits for every pending move and delayed free, then frees everything.
+  // Context: blocks on fences.
+  ~memory_manager();
+  memory_manager(const memory_manager&) = delete;
+  memory_manager& operator=(const memory_manager&) = delete;
+
+  // A new buffer of `req.size` bytes for `owner`, in the first placement
+  // with room, evicting others from a full domain on the way.
+  // Errors: invalid_argument (0 or absurd size, bad alignment, no or unknown
+  // placement), quota_exceeded (owner quota; pinned_limit for no_evict),
+  // out_of_memory (names each domain tried, the request and the largest
+  // holders), timed_out / cancelled (waiting for evictions).
+  // Context: blocks on buffer locks and, when evicting, on move fences.
+  result<buffer_id> allocate(owner_id owner, const alloc_request& req);
+
+  // Drops the owner's handle (see Lifetime). Errors: not_found (unknown or
+  // another owner's id), bad_state (already freed but still attached).
+  status free(owner_id owner, buffer_id id);
+
+  // Lets `with` attach to the buffer and add fences to it.
+  // Errors: not_found, bad_state (already freed).
+  status share(owner_id owner, buffer_id id, owner_id with);
+
+  // Attaches an importer. A pinned attachment moves the buffer first, if
+  // needed, to where the importer can reach it, and pins it there.
+  // Errors: not_found, invalid_argument (unknown device; dynamic without
+  // move_notify), bad_state (freed), quota_exceeded (pinned_limit),
+  // unsupported (pinned by another importer where this one cannot reach),
+  // out_of_memory / timed_out / cancelled (when it had to move).
+  // Context: blocks on the buffer lock; may wait for evictions.
+  result<attachment_id> attach(owner_id owner, buffer_id id, const attach_request& req,
+                               const cancel_token* cancel = nullptr);
+
+  // Drops an attachment (unpins a pinned one). Errors: not_found (unknown,
+  // another owner's, or already detached).
+  status detach(owner_id owner, attachment_id id);
+
+  // Addresses valid for the importer, plus the fence to wait for before
+  // using them. Migrates the buffer when the importer cannot reach where it
+  // is (see Overview). Errors: not_found (no such attachment: map without
+  // attach), unsupported (pinned where the importer cannot reach),
+  // device_lost (a move failed and the contents are gone), out_of_memory /
+  // timed_out / cancelled (migrating).
+  result<mapping> map(owner_id owner, attachment_id id, const cancel_token* cancel = nullptr);
+
+  // Errors: not_found, bad_state (not mapped).
+  status unmap(owner_id owner, attachment_id id);
+
+  // Adds a fence to the buffer's reservation (a job's "I am using this
+  // buffer"). With a deadline, the manager signals it with -ETIMEDOUT when
+  // the deadline passes, so no client stalls eviction forever.
+  // Errors: not_found, invalid_argument (null fence), out_of_memory.
+  status add_fence(owner_id owner, buffer_id id, fence_ptr f, fence_usage usage,
+                   std::optional<fence_clock::time_point> deadline = std::nullopt);
+
+  // Moves evicted buffers back to their preferred placement (before a job
+  // uses them), each at most once per promote_interval. Locks all of them
+  // in one acquire context, so any order is fine.
+  // Errors: not_found (any id; nothing is done), cancelled, timed_out.
+  result<validate_report> validate(owner_id owner, std::span<const buffer_id> ids,
+                                   const cancel_token* cancel = nullptr);
+
+  // CPU access: makes the buffer CPU-reachable (migrating to host memory if
+  // it is in VRAM the CPU cannot map), keeps it there until end_cpu_access,
+  // and waits for the work it must not race with: a reader waits for
+  // writers (WRITE), a writer for everything (READ).
+  // Errors: not_found, unsupported (no host placement allowed and the CPU
+  // cannot reach VRAM), device_lost, timed_out, cancelled.
+  result<cpu_mapping> begin_cpu_access(owner_id owner, buffer_id id, cpu_access_mode mode,
+                                       fence_clock::duration timeout = wait_forever,
+                                       const cancel_token* cancel = nullptr);
+  // Errors: not_found, bad_state (no access begun).
+  status end_cpu_access(owner_id owner, buffer_id id);
+
+  // Exports the buffer's memory as a new fd (the caller owns it).
+  // Errors: not_found, and the backend's (unsupported without fd backing).
+  result<exported_memory> export_fd(owner_id owner, buffer_id id);
+
+  // Errors: not_found.
+  result<buffer_info> info(owner_id owner, buffer_id id) const;
+
+  // Quota on the bytes `owner` may hold (0 = none). Never fails.
+  void set_quota(owner_id owner, std::uint64_t bytes);
+
+  // An owner went away (a client disconnected or died): detaches its
+  // attachments, signals the fences it added with -ECONNRESET, frees its
+  // buffers (importers of shared ones keep them). Returns buffers freed.
+  std::size_t release_owner(owner_id owner);
+
+  // Everything, for `xbuf stat`: per domain, per owner, counters.
+  // Also frees delayed-free memory whose fences signaled.
+  manager_stats stats();
+  // Every live buffer (all owners), for `xbuf stat` and tests.
+  std::vector<buffer_info> buffers() const;
+
+  const backend& device_backend() const noexcept { return backend_; }
+
+ private:
+  struct placed {
+    int domain = -1;
+    heap_allocation allocation;
+  };
+  using lock_t = std::unique_lock<std::mutex>;
+
+  explicit memory_manager(manager_config config);
+
+  // Lookups; mutex_ held. nullptr when unknown or not visible to `owner`.
+  std::shared_ptr<buffer> find_locked(owner_id owner, buffer_id id) const;
+  std::shared_ptr<attachment> find_attachment_locked(owner_id owner, attachment_id id,
+                                                     std::shared_ptr<buffer>* buf) const;
+
+  int domain_of(const placement& p) const noexcept;
+  bool cpu_reachable(int domain) const noexcept;
+  // Can `att` use memory in `domain`? Fills reason and peer.
+  bool reachable(const attachment& att, int domain, std::string* reason, bool* peer) const;
+
+  // Finds room for `size` bytes in the first of `domains` that has it,
+  // evicting (pipelined) from full ones; drops `lock` to wait for evictions.
+  // `self` (may be null) is never evicted. mutex_ held on entry and exit.
+  result<placed> make_room_locked(lock_t& lock, const std::vector<int>& domains,
+                                  std::uint64_t size, std::uint64_t alignment,
+                                  const buffer* self, fence_clock::time_point deadline,
+                                  const cancel_token* cancel, std::string_view what);
+  // Evicts from `domain` until about `needed` bytes are on their way out.
+  // Returns the bytes whose moves were started. mutex_ held.
+  std::uint64_t evict_locked(int domain, std::uint64_t needed, const buffer* self);
+  // Moves `buf` (reservation held by the caller, mutex_ held) into `to`.
+  status move_locked(buffer& buf, placed to, bool eviction);
+  // Moves `buf` into the first of `domains`, making room. Reservation held.
+  status migrate_locked(lock_t& lock, buffer& buf, const std::vector<int>& domains,
+                        const cancel_token* cancel, std::string_view why);
+  void destroy_locked(buffer& buf);
+  void touch_locked(buffer& buf);
+  void add_pin_locked(buffer& buf);
+  void drop_pin_locked(buffer& buf);
+  std::string holders_locked(int domain) const;
+  mapping make_mapping_locked(const buffer& buf, const attachment& att) const;
+  void reap_locked();
+
+  manager_config config_;
+  backend& backend_;
+  deadline_watchdog watchdog_;
+
+  mutable std::mutex mutex_;
+  std::vector<std::unique_ptr<heap>> heaps_;                  // guarded by mutex_
+  std::map<buffer_id, std::shared_ptr<buffer>> buffers_;      // guarded by mutex_
+  std::map<attachment_id, std::weak_ptr<attachment>> attachment_index_;  // guarded by mutex_
+  std::map<attachment_id, buffer_id> attachment_buffer_;      // guarded by mutex_
+  std::map<owner_id, std::uint64_t> owner_bytes_;             // guarded by mutex_
+  std::map<owner_id, std::uint64_t> quotas_;                  // guarded by mutex_
+  std::map<owner_id, std::vector<std::weak_ptr<fence>>> owner_fences_;  // guarded by mutex_
+  std::map<std::pair<owner_id, buffer_id>, int> cpu_accesses_;  // guarded by mutex_
+  std::uint64_t pinned_bytes_ = 0;                            // guarded by mutex_
+  buffer_id next_buffer_id_ = 1;                              // guarded by mutex_
+  attachment_id next_attachment_id_ = 1;                      // guarded by mutex_
+  manager_counters counters_;                                 // guarded by mutex_
+  // Set from move jobs' fence callbacks, folded into counters_ by stats().
+  std::shared_ptr<std::atomic<std::uint64_t>> failed_moves_ =
+      std::make_shared<std::atomic<std::uint64_t>>(0);
+};
+
+}  // namespace xbuf

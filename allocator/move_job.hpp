@@ -1,0 +1,60 @@
+// SPDX-License-Identifier: MIT
+//
+// move_job.hpp - one pipelined buffer move: wait, copy, retry, signal.
+//
+// Overview
+//   Moving a buffer must not block the evictor on the buffer's fences, and a
+//   move must never lose the buffer's bytes because one copy failed. A move
+//   job therefore
+//     1. waits (by callbacks, not by blocking) for every fence the buffer had
+//        when the move was decided - readers, writers, earlier moves;
+//     2. asks the backend to copy old -> new;
+//     3. if the copy fence signals with an error (a transient DMA fault, a
+//        device reset), issues the copy again, up to `retries` times - the old
+//        memory is still intact: its delayed free waits for the move fence;
+//     4. signals the *move fence* (the buffer's KERNEL fence) with 0, or with
+//        the last error when every try failed, and then the buffer's contents
+//        are reported lost (on_lost) instead of silently handing out garbage.
+//   Errors of the awaited fences do not stop the move: a failed reader did
+//   not change the bytes, and a failed writer's bytes are what the buffer holds.
+//
+// Rules
+//   - Everything after start() runs in fence callbacks: it takes no xbuf lock
+//     and only calls backend::copy (which never blocks).
+//   - The job keeps both memory blocks alive until it finishes.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "allocator/fence.hpp"
+#include "backends/backend.hpp"
+
+namespace xbuf {
+
+
+class move_job : public std::enable_shared_from_this<move_job> {
+ public:
+  // Starts moving `src` to `dst` once `after` have signaled. Returns the move
+  // fence at once. Context: may allocate; never blocks.
+  static fence_ptr start(backend& be, memory_span dst, memory_span src,
+                         std::vector<fence_ptr> after, int retries,
+                         std::function<void(int error)> on_done = {});
+
+ private:
+  move_job(backend& be, memory_span dst, memory_span src, int retries,
+           std::function<void(int)> on_done);
+  void issue();
+  void copied(int error);
+  void finish(int error);
+
+  backend& backend_;
+  const memory_span dst_;
+  const memory_span src_;
+  int retries_left_;
+  std::function<void(int)> on_done_;
+  const fence_ptr done_;
+};
+
+}  // namespace xbuf
