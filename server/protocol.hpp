@@ -1,0 +1,641 @@
+// SPDX-License-Identifier: MIT
+//
+// protocol.hpp - the xbufd wire format, shared by the daemon and libxbuf.
+//
+// Overview
+//   The ONE place that knows the bytes on the socket. A connection carries
+//   frames; each frame is a fixed 24-byte little-endian header followed by a
+//   payload of at most max_payload bytes:
+//
+//     offset size field
+//       0     4  magic        0x46554258 ("XBUF" read as little-endian bytes)
+//       4     2  version      protocol_version (1)
+//       6     2  type         msg_type: a request, reply_bit|request, or an event
+//       8     8  request_id   chosen by the client; replies echo it; events carry 0
+//      16     4  payload_len  <= max_payload
+//      20     4  reserved     must be 0
+//
+//   Every request gets exactly one reply whose type is reply_bit | request
+//   type. A reply payload starts with a status (u32 errc, string message);
+//   the typed body follows only when the status is ok. Events (move_notify,
+//   fence_signaled) are pushed by the daemon at any time between replies.
+//   The export reply carries one file descriptor as SCM_RIGHTS ancillary data
+//   sent with the reply's bytes; nothing else carries fds.
+//
+//   Payload encoding: integers little-endian at their natural width, bool as
+//   one byte 0/1, strings and vectors as a u32 count then the elements, a
+//   placement as (u8 kind, i32 device). Each message struct lists its fields
+//   once in io(); the same list encodes and decodes it.
+//
+// Rules
+//   - frame_parser is a pure state machine: bytes in, complete / need_more /
+//     bad out. No I/O, no allocation beyond the bytes it holds, no throwing.
+//   - A bad frame is final for its connection: the parser stays bad; the
+//     server answers with a protocol_error reply when the request id is known
+//     and closes that connection only.
+//   - Decoders never trust a count or a length: they are checked against the
+//     bytes present, and every enum against its range; errors name the
+//     message and the field.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <vector>
+
+#include "allocator/buffer.hpp"
+#include "allocator/domain.hpp"
+#include "allocator/reservation.hpp"
+#include "allocator/result.hpp"
+
+namespace xbuf::wire {
+
+inline constexpr std::uint32_t magic = 0x46554258;  // bytes 'X' 'B' 'U' 'F'
+inline constexpr std::uint16_t protocol_version = 1;
+inline constexpr std::size_t header_size = 24;
+inline constexpr std::size_t max_payload = 64 * 1024;
+
+enum class msg_type : std::uint16_t {
+  hello = 1,
+  alloc = 2,
+  free = 3,
+  share = 4,
+  export_fd = 5,
+  attach = 6,
+  detach = 7,
+  map = 8,
+  unmap = 9,
+  add_client_fence = 10,
+  signal_client_fence = 11,
+  wait = 12,
+  validate = 13,
+  cpu_begin = 14,
+  cpu_end = 15,
+  stats = 16,
+  // events, pushed by the daemon
+  move_notify = 0x4001,
+  fence_signaled = 0x4002,
+};
+inline constexpr std::uint16_t reply_bit = 0x8000;
+
+// "alloc", "reply(alloc)", "move_notify"; "unknown(0x1234)" otherwise.
+std::string type_name(std::uint16_t type);
+// Is `type` a request this protocol version knows?
+bool is_request(std::uint16_t type) noexcept;
+// Is `type` a known request, reply or event?
+bool is_known_type(std::uint16_t type) noexcept;
+
+struct frame_header {
+  std::uint16_t version = protocol_version;
+  std::uint16_t type = 0;
+  std::uint64_t request_id = 0;
+  std::uint32_t payload_len = 0;
+};
+
+struct frame {
+  frame_header header;
+  std::vector<std::uint8_t> payload;
+};
+
+// ---------------------------------------------------------------------------
+// Payload reader / writer. Field names appear in decode errors.
+
+class writer {
+ public:
+  void u8(std::uint8_t v) { out_.push_back(v); }
+  void u16(std::uint16_t v) { le(v, 2); }
+  void u32(std::uint32_t v) { le(v, 4); }
+  void u64(std::uint64_t v) { le(v, 8); }
+  void bytes(std::string_view s) { out_.insert(out_.end(), s.begin(), s.end()); }
+
+  template <class T>
+  void operator()(const char* /*name*/, const T& v) { put(v); }
+
+  std::vector<std::uint8_t>& out() noexcept { return out_; }
+
+ private:
+  void le(std::uint64_t v, int n) {
+    for (int i = 0; i < n; ++i) out_.push_back(static_cast<std::uint8_t>(v >> (8 * i)));
+  }
+  void put(bool v) { u8(v ? 1 : 0); }
+  void put(std::uint8_t v) { u8(v); }
+  void put(std::uint16_t v) { u16(v); }
+  void put(std::uint32_t v) { u32(v); }
+  void put(std::uint64_t v) { u64(v); }
+  void put(std::int32_t v) { u32(static_cast<std::uint32_t>(v)); }
+  void put(const std::string& s) {
+    u32(static_cast<std::uint32_t>(s.size()));
+    bytes(s);
+  }
+  void put(errc c) { u32(static_cast<std::uint32_t>(c)); }
+  void put(attach_mode m) { u8(static_cast<std::uint8_t>(m)); }
+  void put(fence_usage u) { u8(static_cast<std::uint8_t>(u)); }
+  void put(memory_kind k) { u8(static_cast<std::uint8_t>(k)); }
+  void put(const placement& p) {
+    put(p.kind);
+    put(static_cast<std::int32_t>(p.device));
+  }
+  template <class T>
+  void put(const std::vector<T>& v) {
+    u32(static_cast<std::uint32_t>(v.size()));
+    for (const auto& e : v) put(e);
+  }
+  template <class T>
+    requires requires(T t, writer& w) { t.io(w); }
+  void put(const T& s) {
+    T copy = s;  // io() lists fields once for both directions; the writer only reads them
+    copy.io(*this);
+  }
+
+  std::vector<std::uint8_t> out_;
+};
+
+class reader {
+ public:
+  reader(std::span<const std::uint8_t> in, std::string_view what) : in_(in), what_(what) {}
+
+  template <class T>
+  void operator()(const char* name, T& v) {
+    if (!failed_) get(name, v);
+  }
+
+  bool failed() const noexcept { return failed_; }
+  bool at_end() const noexcept { return pos_ == in_.size(); }
+  std::size_t remaining() const noexcept { return in_.size() - pos_; }
+  // The first failure: "alloc: truncated payload at field 'name' (needs 4 bytes, 2 left)".
+  const std::string& error_message() const noexcept { return error_; }
+  void fail(const char* name, const std::string& why) {
+    if (failed_) return;
+    failed_ = true;
+    error_ = std::string(what_) + ": field '" + name + "': " + why;
+  }
+
+ private:
+  bool take(const char* name, std::size_t n, std::uint64_t* v) {
+    if (remaining() < n) {
+      fail(name, "truncated payload (needs " + std::to_string(n) + " bytes, " +
+                     std::to_string(remaining()) + " left)");
+      return false;
+    }
+    std::uint64_t x = 0;
+    for (std::size_t i = 0; i < n; ++i) x |= std::uint64_t{in_[pos_ + i]} << (8 * i);
+    pos_ += n;
+    *v = x;
+    return true;
+  }
+  template <class U>
+  bool uint(const char* name, U& out) {
+    std::uint64_t x = 0;
+    if (!take(name, sizeof(U), &x)) return false;
+    out = static_cast<U>(x);
+    return true;
+  }
+  void get(const char* name, std::uint8_t& v) { uint(name, v); }
+  void get(const char* name, std::uint16_t& v) { uint(name, v); }
+  void get(const char* name, std::uint32_t& v) { uint(name, v); }
+  void get(const char* name, std::uint64_t& v) { uint(name, v); }
+  void get(const char* name, std::int32_t& v) {
+    std::uint32_t x = 0;
+    if (uint(name, x)) v = static_cast<std::int32_t>(x);
+  }
+  void get(const char* name, bool& v) {
+    std::uint8_t x = 0;
+    if (!uint(name, x)) return;
+    if (x > 1) return fail(name, "bool is " + std::to_string(x) + ", not 0 or 1");
+    v = x == 1;
+  }
+  void get(const char* name, std::string& s) {
+    std::uint32_t n = 0;
+    if (!uint(name, n)) return;
+    if (n > remaining()) {
+      return fail(name, "string length " + std::to_string(n) + " but only " +
+                            std::to_string(remaining()) + " bytes left");
+    }
+    s.assign(reinterpret_cast<const char*>(in_.data() + pos_), n);
+    pos_ += n;
+  }
+  template <class E>
+  void enumerated(const char* name, E& v, std::uint64_t max) {
+    using U = std::underlying_type_t<E>;
+    U x{};
+    if (!uint(name, x)) return;
+    if (static_cast<std::uint64_t>(x) > max) {
+      return fail(name, "value " + std::to_string(static_cast<std::uint64_t>(x)) +
+                            " out of range (max " + std::to_string(max) + ")");
+    }
+    v = static_cast<E>(x);
+  }
+  void get(const char* name, errc& v) {
+    std::uint32_t x = 0;
+    if (!uint(name, x)) return;
+    if (x > static_cast<std::uint32_t>(errc::parse_error)) {
+      return fail(name, "unknown error code " + std::to_string(x));
+    }
+    v = static_cast<errc>(x);
+  }
+  void get(const char* name, attach_mode& v) { enumerated(name, v, 1); }
+  void get(const char* name, fence_usage& v) { enumerated(name, v, 3); }
+  void get(const char* name, memory_kind& v) { enumerated(name, v, 2); }
+  void get(const char* name, placement& p) {
+    get(name, p.kind);
+    std::int32_t dev = 0;
+    get(name, dev);
+    p.device = dev;
+  }
+  template <class T>
+  void get(const char* name, std::vector<T>& v) {
+    std::uint32_t n = 0;
+    if (!uint(name, n)) return;
+    // Every element takes at least one byte: a count beyond that is a lie.
+    if (n > remaining()) {
+      return fail(name, "count " + std::to_string(n) + " but only " + std::to_string(remaining()) +
+                            " bytes left");
+    }
+    v.clear();
+    v.reserve(n);
+    for (std::uint32_t i = 0; i < n && !failed_; ++i) {
+      T e{};
+      get(name, e);
+      v.push_back(std::move(e));
+    }
+  }
+  template <class T>
+    requires requires(T t, reader& r) { t.io(r); }
+  void get(const char*, T& s) {
+    s.io(*this);
+  }
+
+  std::span<const std::uint8_t> in_;
+  std::string_view what_;
+  std::size_t pos_ = 0;
+  bool failed_ = false;
+  std::string error_;
+};
+
+// ---------------------------------------------------------------------------
+// Messages. Each has `type` (the request type it is, or answers) and io().
+
+struct empty_body {
+  template <class IO> void io(IO&) {}
+};
+
+struct hello_request {
+  static constexpr msg_type type = msg_type::hello;
+  std::uint32_t version = protocol_version;
+  std::string client_name;
+  template <class IO> void io(IO& x) { x("version", version); x("client_name", client_name); }
+};
+struct hello_reply {
+  std::uint32_t server_version = protocol_version;
+  std::uint32_t owner = 0;
+  template <class IO> void io(IO& x) { x("server_version", server_version); x("owner", owner); }
+};
+
+inline constexpr std::uint32_t alloc_flag_cpu_access = 1;
+inline constexpr std::uint32_t alloc_flag_no_evict = 2;
+inline constexpr std::uint32_t alloc_known_flags = 3;
+
+struct alloc_request {
+  static constexpr msg_type type = msg_type::alloc;
+  std::uint64_t size = 0;
+  std::uint64_t alignment = 0;
+  std::vector<placement> placements;
+  std::uint32_t flags = 0;  // alloc_flag_*
+  std::string name;
+  template <class IO> void io(IO& x) {
+    x("size", size); x("alignment", alignment); x("placements", placements);
+    x("flags", flags); x("name", name);
+  }
+};
+struct buffer_reply {
+  std::uint64_t buffer = 0;
+  template <class IO> void io(IO& x) { x("buffer", buffer); }
+};
+
+// Requests that name one object: free, export_fd, detach, unmap, cpu_end.
+template <msg_type T>
+struct id_request {
+  static constexpr msg_type type = T;
+  std::uint64_t id = 0;
+  template <class IO> void io(IO& x) { x("id", id); }
+};
+using free_request = id_request<msg_type::free>;
+using export_request = id_request<msg_type::export_fd>;
+using detach_request = id_request<msg_type::detach>;
+using unmap_request = id_request<msg_type::unmap>;
+using cpu_end_request = id_request<msg_type::cpu_end>;
+
+struct share_request {
+  static constexpr msg_type type = msg_type::share;
+  std::uint64_t buffer = 0;
+  std::uint32_t with = 0;
+  template <class IO> void io(IO& x) { x("buffer", buffer); x("with", with); }
+};
+
+// The fd travels as SCM_RIGHTS with the reply's bytes.
+struct export_reply {
+  std::uint64_t offset = 0;
+  std::uint64_t size = 0;
+  memory_kind kind = memory_kind::host_pageable;
+  template <class IO> void io(IO& x) { x("offset", offset); x("size", size); x("kind", kind); }
+};
+
+struct attach_request {
+  static constexpr msg_type type = msg_type::attach;
+  std::uint64_t buffer = 0;
+  std::int32_t device = -1;
+  attach_mode mode = attach_mode::dynamic;
+  bool peer_capable = false;
+  template <class IO> void io(IO& x) {
+    x("buffer", buffer); x("device", device); x("mode", mode); x("peer_capable", peer_capable);
+  }
+};
+struct attach_reply {
+  std::uint64_t attachment = 0;
+  template <class IO> void io(IO& x) { x("attachment", attachment); }
+};
+
+struct map_request {
+  static constexpr msg_type type = msg_type::map;
+  std::uint64_t attachment = 0;
+  template <class IO> void io(IO& x) { x("attachment", attachment); }
+};
+struct wire_range {
+  std::uint64_t address = 0;
+  std::uint64_t size = 0;
+  template <class IO> void io(IO& x) { x("address", address); x("size", size); }
+};
+struct map_reply {
+  placement where;
+  std::vector<wire_range> ranges;
+  bool peer = false;
+  std::string reason;
+  std::uint64_t generation = 0;
+  std::uint64_t wait_fence = 0;  // 0 = nothing to wait for; else a fence id for wait()
+  template <class IO> void io(IO& x) {
+    x("where", where); x("ranges", ranges); x("peer", peer); x("reason", reason);
+    x("generation", generation); x("wait_fence", wait_fence);
+  }
+};
+
+struct add_client_fence_request {
+  static constexpr msg_type type = msg_type::add_client_fence;
+  std::uint64_t buffer = 0;
+  fence_usage usage = fence_usage::write;
+  std::uint32_t deadline_ms = 0;  // 0 = none; else the daemon signals -ETIMEDOUT after it
+  template <class IO> void io(IO& x) { x("buffer", buffer); x("usage", usage); x("deadline_ms", deadline_ms); }
+};
+struct fence_reply {
+  std::uint64_t fence = 0;
+  template <class IO> void io(IO& x) { x("fence", fence); }
+};
+
+struct signal_client_fence_request {
+  static constexpr msg_type type = msg_type::signal_client_fence;
+  std::uint64_t fence = 0;
+  std::int32_t error = 0;  // 0 or a negative errno
+  template <class IO> void io(IO& x) { x("fence", fence); x("error", error); }
+};
+
+struct wait_request {
+  static constexpr msg_type type = msg_type::wait;
+  std::uint64_t fence = 0;
+  std::uint32_t timeout_ms = 0;  // 0 = only test
+  template <class IO> void io(IO& x) { x("fence", fence); x("timeout_ms", timeout_ms); }
+};
+// ok status = signaled; the fence's own error (0 or -errno) is here.
+struct wait_reply {
+  std::int32_t fence_error = 0;
+  template <class IO> void io(IO& x) { x("fence_error", fence_error); }
+};
+
+struct validate_request {
+  static constexpr msg_type type = msg_type::validate;
+  std::vector<std::uint64_t> buffers;
+  template <class IO> void io(IO& x) { x("buffers", buffers); }
+};
+struct validate_reply {
+  std::uint32_t promoted = 0, deferred = 0, in_place = 0, no_room = 0;
+  template <class IO> void io(IO& x) {
+    x("promoted", promoted); x("deferred", deferred); x("in_place", in_place); x("no_room", no_room);
+  }
+};
+
+struct cpu_begin_request {
+  static constexpr msg_type type = msg_type::cpu_begin;
+  std::uint64_t buffer = 0;
+  bool write = false;
+  std::uint32_t timeout_ms = 0;  // 0 = wait as long as it takes
+  template <class IO> void io(IO& x) { x("buffer", buffer); x("write", write); x("timeout_ms", timeout_ms); }
+};
+struct cpu_begin_reply {
+  std::uint64_t size = 0;
+  template <class IO> void io(IO& x) { x("size", size); }
+};
+
+struct stats_request {
+  static constexpr msg_type type = msg_type::stats;
+  template <class IO> void io(IO&) {}
+};
+struct stat_domain {
+  std::string name;
+  placement where;
+  std::uint64_t capacity = 0, used = 0, delayed_free_bytes = 0;
+  std::uint32_t buffers = 0;
+  template <class IO> void io(IO& x) {
+    x("name", name); x("where", where); x("capacity", capacity); x("used", used);
+    x("delayed_free_bytes", delayed_free_bytes); x("buffers", buffers);
+  }
+};
+struct stat_client {
+  std::uint32_t owner = 0;
+  std::int32_t pid = 0;
+  std::uint32_t uid = 0;
+  std::string name;
+  std::uint64_t bytes = 0;
+  std::uint32_t buffers = 0;
+  template <class IO> void io(IO& x) {
+    x("owner", owner); x("pid", pid); x("uid", uid); x("name", name); x("bytes", bytes);
+    x("buffers", buffers);
+  }
+};
+struct stat_buffer {
+  std::uint64_t id = 0;
+  std::uint32_t owner = 0;
+  std::string name;
+  std::uint64_t size = 0;
+  placement where;
+  std::uint32_t attachments = 0;
+  std::int32_t pins = 0;
+  std::uint32_t fences = 0;
+  std::uint64_t generation = 0;
+  bool lost = false;
+  template <class IO> void io(IO& x) {
+    x("id", id); x("owner", owner); x("name", name); x("size", size); x("where", where);
+    x("attachments", attachments); x("pins", pins); x("fences", fences);
+    x("generation", generation); x("lost", lost);
+  }
+};
+struct stat_counter {
+  std::string name;
+  std::uint64_t value = 0;
+  template <class IO> void io(IO& x) { x("name", name); x("value", value); }
+};
+struct stats_reply {
+  std::string backend;
+  std::vector<stat_domain> domains;
+  std::vector<stat_client> clients;
+  std::vector<stat_buffer> buffers;
+  bool buffers_truncated = false;  // the list did not fit one frame
+  std::vector<stat_counter> counters;
+  template <class IO> void io(IO& x) {
+    x("backend", backend); x("domains", domains); x("clients", clients); x("buffers", buffers);
+    x("buffers_truncated", buffers_truncated); x("counters", counters);
+  }
+};
+
+struct move_notify_event {
+  static constexpr msg_type type = msg_type::move_notify;
+  std::uint64_t attachment = 0;
+  std::uint64_t buffer = 0;
+  placement from;
+  placement to;
+  template <class IO> void io(IO& x) { x("attachment", attachment); x("buffer", buffer); x("from", from); x("to", to); }
+};
+struct fence_signaled_event {
+  static constexpr msg_type type = msg_type::fence_signaled;
+  std::uint64_t fence = 0;
+  std::int32_t error = 0;
+  template <class IO> void io(IO& x) { x("fence", fence); x("error", error); }
+};
+
+// ---------------------------------------------------------------------------
+// Frames.
+
+// Header + payload bytes. The payload must fit max_payload (asserted: the
+// encoders below keep every message bounded).
+std::vector<std::uint8_t> encode_frame(std::uint16_t type, std::uint64_t request_id,
+                                       std::vector<std::uint8_t> payload);
+
+// A request or an event (request_id 0).
+template <class M>
+std::vector<std::uint8_t> encode_message(std::uint64_t request_id, const M& m) {
+  writer w;
+  w("body", m);
+  return encode_frame(static_cast<std::uint16_t>(M::type), request_id, std::move(w.out()));
+}
+
+// The reply to a `request` frame: status, then the body when ok.
+template <class R>
+std::vector<std::uint8_t> encode_reply(msg_type request, std::uint64_t request_id, const result<R>& r) {
+  writer w;
+  if (r) {
+    w("code", errc::ok);
+    w("message", std::string());
+    w("body", *r);
+  } else {
+    w("code", r.err().code);
+    w("message", r.err().message);
+  }
+  return encode_frame(static_cast<std::uint16_t>(static_cast<std::uint16_t>(request) | reply_bit),
+                      request_id, std::move(w.out()));
+}
+inline std::vector<std::uint8_t> encode_reply(msg_type request, std::uint64_t request_id, const status& s) {
+  if (s) return encode_reply(request, request_id, result<empty_body>(empty_body{}));
+  return encode_reply(request, request_id, result<empty_body>(s.err()));
+}
+std::vector<std::uint8_t> encode_error_reply(std::uint16_t request_type, std::uint64_t request_id,
+                                             const error& e);
+
+// Decodes a request or event payload. Errors: protocol_error naming the
+// message and field (truncated, out of range, trailing bytes, wrong type).
+template <class M>
+result<M> decode_message(const frame& f) {
+  if (f.header.type != static_cast<std::uint16_t>(M::type)) {
+    return fail(errc::protocol_error, "expected " + type_name(static_cast<std::uint16_t>(M::type)) +
+                                          ", got " + type_name(f.header.type));
+  }
+  const std::string what = type_name(f.header.type);
+  reader r(f.payload, what);
+  M m{};
+  r("body", m);
+  if (r.failed()) return fail(errc::protocol_error, r.error_message());
+  if (!r.at_end()) {
+    return fail(errc::protocol_error, what + ": " + std::to_string(r.remaining()) + " trailing bytes");
+  }
+  return m;
+}
+
+// Decodes a reply to `request`: the daemon's error status as an error value
+// (its code and message), or the body. Errors: protocol_error as above.
+template <class R>
+result<R> decode_reply(msg_type request, const frame& f) {
+  const auto want = static_cast<std::uint16_t>(static_cast<std::uint16_t>(request) | reply_bit);
+  if (f.header.type != want) {
+    return fail(errc::protocol_error, "expected " + type_name(want) + ", got " + type_name(f.header.type));
+  }
+  const std::string what = type_name(f.header.type);
+  reader r(f.payload, what);
+  errc code = errc::ok;
+  std::string message;
+  r("code", code);
+  r("message", message);
+  R body{};
+  if (!r.failed() && code == errc::ok) r("body", body);
+  if (r.failed()) return fail(errc::protocol_error, r.error_message());
+  if (!r.at_end()) {
+    return fail(errc::protocol_error, what + ": " + std::to_string(r.remaining()) + " trailing bytes");
+  }
+  if (code != errc::ok) return fail(code, std::move(message));
+  return body;
+}
+
+// ---------------------------------------------------------------------------
+// The incremental parser.
+
+enum class parse_status : std::uint8_t { complete, need_more, bad };
+
+struct parse_result {
+  parse_status status = parse_status::need_more;
+  frame frame_;                               // complete
+  std::string error;                          // bad: what was wrong
+  std::optional<std::uint64_t> request_id;    // bad: known when the header was readable
+  std::uint16_t type = 0;                     // bad: the header's type when known
+};
+
+// Feeds bytes in, takes frames out. Checks the header as soon as its 24
+// bytes are present (magic, version, reserved, type, payload length), so an
+// oversized or garbage frame is rejected before its payload is buffered.
+// Context: pure; never blocks; allocates only the buffered bytes.
+class frame_parser {
+ public:
+  // `expect_requests`: the daemon's side (only request types are valid);
+  // false: the client's side (replies and events).
+  explicit frame_parser(bool expect_requests) : expect_requests_(expect_requests) {}
+
+  // Appends bytes. Must not be called once next() returned bad.
+  void feed(std::span<const std::uint8_t> bytes);
+  // The next frame if complete, need_more, or bad (then bad forever).
+  parse_result next();
+  // At end of stream: bad ("truncated frame ...") when bytes of a frame are
+  // left over, else need_more (a clean end).
+  parse_result finish() const;
+
+  std::size_t buffered() const noexcept { return buf_.size() - pos_; }
+
+ private:
+  bool expect_requests_;
+  std::vector<std::uint8_t> buf_;
+  std::size_t pos_ = 0;  // start of the unparsed bytes in buf_
+  bool bad_ = false;
+  std::string bad_error_;
+};
+
+// Default daemon socket: $XDG_RUNTIME_DIR/xbuf.sock, else /tmp/xbuf-$UID.sock.
+std::string default_socket_path();
+
+}  // namespace xbuf::wire
