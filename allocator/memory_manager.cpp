@@ -146,6 +146,36 @@ std::shared_ptr<attachment> memory_manager::find_attachment_locked(
   return att;
 }
 
+result<memory_manager::locked_buffer> memory_manager::lock_buffer(owner_id owner, buffer_id id) {
+  std::shared_ptr<buffer> buf;
+  {
+    std::lock_guard lock(mutex_);
+    buf = find_locked(owner, id);
+    if (!buf) return unknown_buffer(owner, id);
+  }
+  std::unique_lock resv(buf->resv.mutex());
+  // destroyed is written under both locks, so the reservation lock suffices.
+  if (buf->destroyed) return gone(id);
+  return locked_buffer{std::move(buf), std::move(resv)};
+}
+
+result<memory_manager::locked_attachment> memory_manager::lock_attachment(owner_id owner,
+                                                                          attachment_id id) {
+  std::shared_ptr<buffer> buf;
+  std::shared_ptr<attachment> att;
+  {
+    std::lock_guard lock(mutex_);
+    att = find_attachment_locked(owner, id, &buf);
+    if (!att) return unknown_attachment(owner, id);
+  }
+  std::unique_lock resv(buf->resv.mutex());
+  // Detached while we waited for the lock? The list is guarded by it.
+  if (std::find(buf->attachments.begin(), buf->attachments.end(), att) == buf->attachments.end()) {
+    return unknown_attachment(owner, id);
+  }
+  return locked_attachment{std::move(buf), std::move(att), std::move(resv)};
+}
+
 int memory_manager::domain_of(const placement& p) const noexcept {
   for (std::size_t i = 0; i < heaps_.size(); ++i) {
     const auto& w = heaps_[i]->where();
@@ -466,20 +496,14 @@ result<buffer_id> memory_manager::allocate(owner_id owner, const alloc_request& 
 }
 
 status memory_manager::free(owner_id owner, buffer_id id) {
-  std::shared_ptr<buffer> buf;
-  {
-    std::lock_guard lock(mutex_);
-    buf = find_locked(owner, id);
-    if (!buf || buf->owner != owner) return unknown_buffer(owner, id);
-    if (buf->owner_released) {
-      return fail(errc::bad_state, buffer_name(id) + ": already freed (still attached by " +
-                                       std::to_string(buf->attachments.size()) + " importers)");
-    }
-  }
-  std::lock_guard resv(buf->resv.mutex());
+  auto locked = lock_buffer(owner, id);
+  if (!locked) return std::move(locked).err();
+  auto& buf = locked->buf;
   std::lock_guard lock(mutex_);
-  if (buf->destroyed || buf->owner_released) {
-    return fail(errc::bad_state, buffer_name(id) + ": already freed");
+  if (buf->owner != owner) return unknown_buffer(owner, id);  // shared with it, not its own
+  if (buf->owner_released) {
+    return fail(errc::bad_state, buffer_name(id) + ": already freed (still attached by " +
+                                     std::to_string(buf->attachments.size()) + " importers)");
   }
   buf->owner_released = true;
   owner_bytes_[owner] -= buf->size;
@@ -516,15 +540,10 @@ result<attachment_id> memory_manager::attach(owner_id owner, buffer_id id, const
     return fail(errc::invalid_argument,
                 "attach " + buffer_name(id) + ": a dynamic attachment needs move_notify");
   }
-  std::shared_ptr<buffer> buf;
-  {
-    std::lock_guard lock(mutex_);
-    buf = find_locked(owner, id);
-    if (!buf) return unknown_buffer(owner, id);
-  }
-  std::lock_guard resv(buf->resv.mutex());
+  auto locked = lock_buffer(owner, id);
+  if (!locked) return std::move(locked).err();
+  auto& buf = locked->buf;
   lock_t lock(mutex_);
-  if (buf->destroyed) return gone(id);
   if (buf->owner_released) return fail(errc::bad_state, buffer_name(id) + ": already freed");
 
   auto att = std::make_shared<attachment>(attachment{next_attachment_id_++, owner, req.device,
@@ -575,15 +594,10 @@ result<attachment_id> memory_manager::attach(owner_id owner, buffer_id id, const
 }
 
 status memory_manager::detach(owner_id owner, attachment_id id) {
-  std::shared_ptr<buffer> buf;
-  {
-    std::lock_guard lock(mutex_);
-    if (!find_attachment_locked(owner, id, &buf)) return unknown_attachment(owner, id);
-  }
-  std::lock_guard resv(buf->resv.mutex());
+  auto locked = lock_attachment(owner, id);
+  if (!locked) return std::move(locked).err();
+  auto& [buf, att, resv] = *locked;
   std::lock_guard lock(mutex_);
-  auto att = find_attachment_locked(owner, id, &buf);
-  if (!att) return unknown_attachment(owner, id);  // detached meanwhile
   std::erase(buf->attachments, att);
   attachment_index_.erase(id);
   attachment_buffer_.erase(id);
@@ -613,15 +627,10 @@ mapping memory_manager::make_mapping_locked(const buffer& buf, const attachment&
 }
 
 result<mapping> memory_manager::map(owner_id owner, attachment_id id, const cancel_token* cancel) {
-  std::shared_ptr<buffer> buf;
-  {
-    std::lock_guard lock(mutex_);
-    if (!find_attachment_locked(owner, id, &buf)) return unknown_attachment(owner, id);
-  }
-  std::lock_guard resv(buf->resv.mutex());
+  auto locked = lock_attachment(owner, id);
+  if (!locked) return std::move(locked).err();
+  auto& [buf, att, resv] = *locked;
   lock_t lock(mutex_);
-  auto att = find_attachment_locked(owner, id, &buf);
-  if (!att) return unknown_attachment(owner, id);
   if (buf->lost) {
     return fail(errc::device_lost, buffer_name(buf->id) + ": a move failed and its contents are lost");
   }
@@ -662,15 +671,9 @@ result<mapping> memory_manager::map(owner_id owner, attachment_id id, const canc
 }
 
 status memory_manager::unmap(owner_id owner, attachment_id id) {
-  std::shared_ptr<buffer> buf;
-  {
-    std::lock_guard lock(mutex_);
-    if (!find_attachment_locked(owner, id, &buf)) return unknown_attachment(owner, id);
-  }
-  std::lock_guard resv(buf->resv.mutex());
-  std::lock_guard lock(mutex_);
-  auto att = find_attachment_locked(owner, id, &buf);
-  if (!att) return unknown_attachment(owner, id);
+  auto locked = lock_attachment(owner, id);
+  if (!locked) return std::move(locked).err();
+  auto& att = locked->att;
   if (!att->mapped) return fail(errc::bad_state, "unmap " + attachment_name(id) + ": not mapped");
   att->mapped = false;
   return ok();
@@ -679,16 +682,11 @@ status memory_manager::unmap(owner_id owner, attachment_id id) {
 status memory_manager::add_fence(owner_id owner, buffer_id id, fence_ptr f, fence_usage usage,
                                  std::optional<fence_clock::time_point> deadline) {
   if (!f) return fail(errc::invalid_argument, "add_fence " + buffer_name(id) + ": null fence");
-  std::shared_ptr<buffer> buf;
+  auto locked = lock_buffer(owner, id);
+  if (!locked) return std::move(locked).err();
+  auto& buf = locked->buf;
   {
     std::lock_guard lock(mutex_);
-    buf = find_locked(owner, id);
-    if (!buf) return unknown_buffer(owner, id);
-  }
-  std::lock_guard resv(buf->resv.mutex());
-  {
-    std::lock_guard lock(mutex_);
-    if (buf->destroyed) return gone(id);
     auto& list = owner_fences_[owner];
     std::erase_if(list, [](const std::weak_ptr<fence>& w) {
       auto f2 = w.lock();
@@ -769,16 +767,12 @@ result<cpu_mapping> memory_manager::begin_cpu_access(owner_id owner, buffer_id i
                                                      fence_clock::duration timeout,
                                                      const cancel_token* cancel) {
   std::shared_ptr<buffer> buf;
-  {
-    std::lock_guard lock(mutex_);
-    buf = find_locked(owner, id);
-    if (!buf) return unknown_buffer(owner, id);
-  }
   cpu_mapping out;
   {
-    std::lock_guard resv(buf->resv.mutex());
+    auto locked = lock_buffer(owner, id);
+    if (!locked) return std::move(locked).err();
+    buf = locked->buf;
     lock_t lock(mutex_);
-    if (buf->destroyed) return gone(id);
     if (buf->lost) return fail(errc::device_lost, buffer_name(id) + ": a move failed and its contents are lost");
     if (!cpu_reachable(buf->domain)) {
       if (buf->pins > 0) {
@@ -815,13 +809,9 @@ result<cpu_mapping> memory_manager::begin_cpu_access(owner_id owner, buffer_id i
 }
 
 status memory_manager::end_cpu_access(owner_id owner, buffer_id id) {
-  std::shared_ptr<buffer> buf;
-  {
-    std::lock_guard lock(mutex_);
-    buf = find_locked(owner, id);
-    if (!buf) return unknown_buffer(owner, id);
-  }
-  std::lock_guard resv(buf->resv.mutex());
+  auto locked = lock_buffer(owner, id);
+  if (!locked) return std::move(locked).err();
+  auto& buf = locked->buf;
   std::lock_guard lock(mutex_);
   auto it = cpu_accesses_.find({owner, id});
   if (it == cpu_accesses_.end()) {
@@ -833,15 +823,10 @@ status memory_manager::end_cpu_access(owner_id owner, buffer_id id) {
 }
 
 result<exported_memory> memory_manager::export_fd(owner_id owner, buffer_id id) {
-  std::shared_ptr<buffer> buf;
-  {
-    std::lock_guard lock(mutex_);
-    buf = find_locked(owner, id);
-    if (!buf) return unknown_buffer(owner, id);
-  }
-  std::lock_guard resv(buf->resv.mutex());
+  auto locked = lock_buffer(owner, id);
+  if (!locked) return std::move(locked).err();
+  auto& buf = locked->buf;
   std::lock_guard lock(mutex_);
-  if (buf->destroyed) return gone(id);
   auto e = backend_.export_fd(buf->backing.span);
   if (!e) return std::move(e).err().prefixed("export " + buffer_name(id));
   return e;

@@ -292,6 +292,22 @@ class memory_manager {
 
   explicit memory_manager(manager_config config);
 
+  // A buffer (or attachment) of `owner`, with the buffer's reservation
+  // locked by the calling thread and checked to be still alive; the lock is
+  // released when the result goes. mutex_ must not be held (lock order).
+  // Errors: not_found.
+  struct locked_buffer {
+    std::shared_ptr<buffer> buf;
+    std::unique_lock<ww_mutex> resv;
+  };
+  struct locked_attachment {
+    std::shared_ptr<buffer> buf;
+    std::shared_ptr<attachment> att;
+    std::unique_lock<ww_mutex> resv;
+  };
+  result<locked_buffer> lock_buffer(owner_id owner, buffer_id id);
+  result<locked_attachment> lock_attachment(owner_id owner, attachment_id id);
+
   // Lookups; mutex_ held. nullptr when unknown or not visible to `owner`.
   std::shared_ptr<buffer> find_locked(owner_id owner, buffer_id id) const;
   std::shared_ptr<attachment> find_attachment_locked(owner_id owner, attachment_id id,
