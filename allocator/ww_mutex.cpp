@@ -206,7 +206,8 @@ bool ww_mutex::must_back_off_locked(const ww_acquire_ctx& ctx) const noexcept {
   return holder_ != nullptr && !ctx.held_.empty() && holder_stamp_ < ctx.stamp_;
 }
 
-status ww_mutex::acquire(ww_acquire_ctx* ctx, const cancel_token* cancel, acquire_mode mode) {
+status ww_mutex::acquire(ww_acquire_ctx* ctx, const cancel_token* cancel,
+                         [[maybe_unused]] acquire_mode mode) {  // mode: only checked in debug builds
   if (ctx != nullptr) {
     assert(!ctx->done_ && "lock after ww_acquire_ctx::done()");
     assert((mode != acquire_mode::slow || ctx->held_.empty()) &&
