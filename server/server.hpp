@@ -1,0 +1,61 @@
+// SPDX-License-Identifier: MIT
+//
+// server.hpp - xbufd's Unix-socket server over a memory manager.
+//
+// Overview
+//   One listening Unix stream socket; one session per connection, each on
+//   its own strand, each a memory_manager owner. A session runs a reader
+//   coroutine (read with a size limit -> frame_parser -> one request at a
+//   time, in order) and a writer coroutine (a queue of frames, some carrying
+//   an fd as SCM_RIGHTS; it sleeps on a timer used as a condition variable).
+//   Manager calls may block (locks, evictions), so they run on a small
+//   worker pool and their result is resumed on the session's strand; fence
+//   waits are fence callbacks posted to the strand plus a timer - no
+//   io_context thread ever blocks on a fence.
+//
+//   Events: move_notify (called by the manager under its locks) and fence
+//   callbacks only post a frame onto the session's strand.
+//
+//   A session ends on EOF, a socket error, a malformed frame (after an error
+//   reply when the request id is known) or shutdown; then its owner is
+//   released (attachments dropped, fences signaled with an error, buffers
+//   freed after their fences). Other sessions never notice.
+//
+// Rules
+//   - The implementation (server.cpp) is the only translation unit that
+//     includes Asio; this header stays Asio-free so xbufd_main and tests
+//     compile fast.
+//   - Exceptions from std or Asio stop at the session boundary: the request
+//     gets an error status (or the session closes); the daemon keeps serving.
+//   - Shutdown is two-stage: SIGINT/SIGTERM closes the acceptor and cancels
+//     every session; run_server returns once every owner was released and
+//     the worker pool drained.
+#pragma once
+
+#include <cstdio>
+#include <string>
+
+#include "allocator/memory_manager.hpp"
+#include "allocator/result.hpp"
+
+namespace xbuf::server {
+
+struct server_config {
+  std::string socket_path;          // required
+  unsigned socket_mode = 0660;      // permissions of the socket file
+  int worker_threads = 2;           // blocking manager calls run here
+  int stats_interval_s = 0;         // > 0: print a status screen to stdout this often
+  bool log = true;                  // connects, disconnects, protocol errors to stderr
+};
+
+// Serves `mm` on config.socket_path until SIGINT or SIGTERM.
+// A stale socket file (nobody listening) is replaced; a live one, or a path
+// that is not a socket, is an error.
+// Errors: invalid_argument (empty or too long path), already_exists (a
+// daemon is listening there; a non-socket file is in the way), io_error
+// (bind/listen/chmod, naming the path and errno text).
+// Context: blocks for the daemon's lifetime; installs signal handlers.
+// Ownership: borrows mm; every owner it created is released before it returns.
+status run_server(memory_manager& mm, const server_config& config);
+
+}  // namespace xbuf::server

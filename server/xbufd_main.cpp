@@ -1,0 +1,150 @@
+// SPDX-License-Identifier: MIT
+//
+// xbufd - the xbuf daemon: one arbiter of device memory for every job on a node.
+//
+//   xbufd [--socket PATH] [--backend auto|sim|cuda|hip] [--sim-devices N]
+//         [--sim-vram BYTES] [--pinned BYTES] [--pageable BYTES]
+//         [--stats-interval SECONDS] [--quiet]
+//
+// BYTES takes a K/M/G suffix (powers of two). Without --socket the path is
+// $XDG_RUNTIME_DIR/xbuf.sock, else /tmp/xbuf-$UID.sock.
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <string_view>
+
+#include "allocator/memory_manager.hpp"
+#include "backends/select.hpp"
+#include "server/protocol.hpp"
+#include "server/server.hpp"
+
+namespace {
+
+int usage(std::FILE* out) {
+  std::fputs(
+      "usage: xbufd [options]\n"
+      "  --socket PATH           listening socket (default $XDG_RUNTIME_DIR/xbuf.sock or /tmp/xbuf-$UID.sock)\n"
+      "  --backend NAME          auto (default), sim, cuda or hip\n"
+      "  --sim-devices N         sim backend: number of devices (default 2)\n"
+      "  --sim-vram BYTES        sim backend: VRAM per device (default 256M)\n"
+      "  --pinned BYTES          pinned host domain capacity (default 256M)\n"
+      "  --pageable BYTES        pageable host domain capacity (default 1G)\n"
+      "  --stats-interval SECS   print a status screen to stdout every SECS seconds\n"
+      "  --quiet                 no connect/disconnect log\n",
+      out);
+  return out == stdout ? 0 : 2;
+}
+
+// "256M" -> 268435456. false on anything else.
+bool parse_bytes(std::string_view s, std::uint64_t* out) {
+  if (s.empty()) return false;
+  std::uint64_t mult = 1;
+  switch (s.back()) {
+    case 'K': case 'k': mult = 1ull << 10; break;
+    case 'M': case 'm': mult = 1ull << 20; break;
+    case 'G': case 'g': mult = 1ull << 30; break;
+    default: break;
+  }
+  if (mult != 1) s.remove_suffix(1);
+  if (s.empty()) return false;
+  std::uint64_t v = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') return false;
+    v = v * 10 + static_cast<std::uint64_t>(c - '0');
+    if (v > (1ull << 50)) return false;
+  }
+  *out = v * mult;
+  return true;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  xbuf::server::server_config scfg;
+  scfg.socket_path = xbuf::wire::default_socket_path();
+  std::string backend_name = "auto";
+  int sim_devices = 2;
+  std::uint64_t sim_vram = 256ull << 20;
+  std::uint64_t pinned = 256ull << 20;
+  std::uint64_t pageable = 1ull << 30;
+
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view a = argv[i];
+    auto value = [&](std::string_view flag) -> const char* {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "xbufd: %.*s needs a value\n", static_cast<int>(flag.size()), flag.data());
+        std::exit(2);
+      }
+      return argv[++i];
+    };
+    auto bytes = [&](std::string_view flag, std::uint64_t* out) {
+      const char* v = value(flag);
+      if (!parse_bytes(v, out) || *out == 0) {
+        std::fprintf(stderr, "xbufd: %.*s: '%s' is not a byte count (e.g. 512M)\n",
+                     static_cast<int>(flag.size()), flag.data(), v);
+        std::exit(2);
+      }
+    };
+    if (a == "--help" || a == "-h") return usage(stdout);
+    if (a == "--socket") {
+      scfg.socket_path = value(a);
+    } else if (a == "--backend") {
+      backend_name = value(a);
+    } else if (a == "--sim-devices") {
+      sim_devices = std::atoi(value(a));
+      if (sim_devices < 1 || sim_devices > 64) {
+        std::fprintf(stderr, "xbufd: --sim-devices must be 1..64\n");
+        return 2;
+      }
+    } else if (a == "--sim-vram") {
+      bytes(a, &sim_vram);
+    } else if (a == "--pinned") {
+      bytes(a, &pinned);
+    } else if (a == "--pageable") {
+      bytes(a, &pageable);
+    } else if (a == "--stats-interval") {
+      scfg.stats_interval_s = std::atoi(value(a));
+    } else if (a == "--quiet") {
+      scfg.log = false;
+    } else {
+      std::fprintf(stderr, "xbufd: unknown option '%s'\n", argv[i]);
+      return usage(stderr);
+    }
+  }
+
+  auto choice = xbuf::parse_backend_choice(backend_name);
+  if (!choice) {
+    std::fprintf(stderr, "xbufd: %s\n", choice.err().describe().c_str());
+    return 2;
+  }
+  xbuf::backend_selection_config bcfg;
+  bcfg.choice = *choice;
+  bcfg.sim = xbuf::make_sim_config(sim_devices, static_cast<std::size_t>(sim_vram));
+  auto selected = xbuf::select_backend(bcfg);
+  if (!selected) {
+    std::fprintf(stderr, "xbufd: %s\n", selected.err().describe().c_str());
+    return 1;
+  }
+  for (const auto& note : selected->notes) std::fprintf(stderr, "xbufd: %s\n", note.c_str());
+  std::fprintf(stderr, "xbufd: backend %.*s with %zu devices\n",
+               static_cast<int>(selected->chosen->name().size()), selected->chosen->name().data(),
+               selected->chosen->devices().size());
+
+  xbuf::manager_config mcfg;
+  mcfg.device_backend = selected->chosen.get();
+  mcfg.pinned_capacity = pinned;
+  mcfg.pageable_capacity = pageable;
+  mcfg.pinned_limit = pinned;
+  auto mm = xbuf::memory_manager::create(mcfg);
+  if (!mm) {
+    std::fprintf(stderr, "xbufd: %s\n", mm.err().describe().c_str());
+    return 1;
+  }
+  auto st = xbuf::server::run_server(**mm, scfg);
+  mm->reset();  // before the backend it uses
+  if (!st) {
+    std::fprintf(stderr, "xbufd: %s\n", st.err().describe().c_str());
+    return 1;
+  }
+  return 0;
+}
