@@ -246,9 +246,12 @@ TEST(WwMutexStressTest, FencesAddedWaitedAndSignaledConcurrently) {
   std::atomic<std::uint64_t> waits_timed_out{0};
   std::atomic<std::uint64_t> violations{0};
   std::atomic<std::uint64_t> backoffs{0};
+  std::atomic<std::size_t> waiters_started{0};
 
   auto adder = [&](std::size_t index) {
     std::mt19937 rng(static_cast<std::uint32_t>(index * 104729 + 3));
+    // Start once the waiters run, so adding and waiting really overlap.
+    while (waiters_started.load() < waiters && !stop.load()) std::this_thread::yield();
     // One timeline per adder, so same-context replacement is exercised too.
     auto tl = timeline::create("adder" + std::to_string(index));
     for (std::uint64_t it = 0; it < b.iterations && !stop.load(std::memory_order_relaxed); ++it) {
@@ -296,6 +299,7 @@ TEST(WwMutexStressTest, FencesAddedWaitedAndSignaledConcurrently) {
 
   auto waiter = [&](std::size_t index) {
     std::mt19937 rng(static_cast<std::uint32_t>(index * 32452843 + 7));
+    waiters_started.fetch_add(1);
     while (!stop.load(std::memory_order_relaxed)) {
       reservation& r = resv[rng() % reservations];
       const auto usage = static_cast<fence_usage>(rng() % 4);
@@ -322,7 +326,10 @@ TEST(WwMutexStressTest, FencesAddedWaitedAndSignaledConcurrently) {
   for (std::size_t i = 0; i < adders; ++i) running.push_back(std::async(std::launch::async, adder, i));
   for (std::size_t i = 0; i < signalers; ++i) running.push_back(std::async(std::launch::async, signaler, i));
   for (std::size_t i = 0; i < waiters; ++i) running.push_back(std::async(std::launch::async, waiter, i));
-  while (adders_done.load() < adders && steady::now() - start < b.wall) std::this_thread::sleep_for(5ms);
+  constexpr std::uint64_t min_waits = 100;
+  while ((adders_done.load() < adders || waits_ok.load() < min_waits) && steady::now() - start < b.wall) {
+    std::this_thread::sleep_for(5ms);
+  }
   stop = true;
   for (auto& f : running) {
     ASSERT_EQ(f.wait_for(60s), std::future_status::ready) << "a stress thread hung";
