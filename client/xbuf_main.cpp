@@ -7,6 +7,7 @@
 #include <span>
 #include <string_view>
 
+#include "client/stat_command.hpp"
 #include "p2p/topo_command.hpp"
 
 namespace {
@@ -16,6 +17,7 @@ int usage(std::FILE* out) {
       "usage: xbuf <command> [options]\n"
       "commands:\n"
       "  topo [--xml FILE] [--json]   topology and peer-to-peer matrix\n"
+      "  stat [--socket PATH]         what xbufd holds: domains, clients, buffers\n"
       "  help                         this text\n",
       out);
   return out == stdout ? 0 : 2;
@@ -28,6 +30,7 @@ int main(int argc, char** argv) {
   const std::string_view cmd = argv[1];
   if (cmd == "help" || cmd == "--help" || cmd == "-h") return usage(stdout);
   if (cmd == "topo") return xbuf::p2p::topo_main(std::span<char*>(argv + 2, argv + argc));
+  if (cmd == "stat") return xbuf::client::stat_main(std::span<char*>(argv + 2, argv + argc));
   std::fprintf(stderr, "xbuf: unknown command '%s'\n", argv[1]);
   return usage(stderr);
 }

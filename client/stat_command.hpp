@@ -1,0 +1,23 @@
+// SPDX-License-Identifier: MIT
+//
+// stat_command.hpp - `xbuf stat`: what the daemon holds (the debugfs analog).
+//
+// Overview
+//   Connects to xbufd as a client named "xbuf-stat", asks for stats and
+//   prints, per domain (used / capacity, buffers, delayed frees), per client
+//   (pid, uid, name, bytes) and per buffer (owner, size, placement,
+//   attachments, pins, pending fences), then the manager's counters.
+//
+// Rules
+//   - Prints to stdout; errors to stderr with the daemon's message.
+#pragma once
+
+#include <span>
+
+namespace xbuf::client {
+
+// `xbuf stat [--socket PATH]`. Returns the process exit code: 0, 1 when the
+// daemon cannot be reached or answers with an error, 2 for bad arguments.
+int stat_main(std::span<char*> args);
+
+}  // namespace xbuf::client
