@@ -11,7 +11,7 @@ namespace xbuf::p2p {
 
 namespace {
 
-bool is_function(const topology& topo, int i) {
+[[maybe_unused]] bool is_function(const topology& topo, int i) {  // used by asserts
   return i >= 0 && static_cast<std::size_t>(i) < topo.nodes().size() &&
          topo.node(i).kind == node_kind::function;
 }
