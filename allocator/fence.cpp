@@ -24,7 +24,6 @@ namespace xbuf {
 namespace {
 
 std::atomic<std::uint64_t> next_context{1};
-std::atomic<std::uint64_t> next_waker_id{1};
 
 // One waiting thread: woken by any fence callback or by cancellation.
 struct waiter {
@@ -37,28 +36,6 @@ struct waiter {
     woken = true;
     cv.notify_all();  // under the lock: the waiter cannot have returned yet
   }
-};
-
-// Registers `w` with `cancel` for the scope of a wait.
-class cancel_registration {
- public:
-  cancel_registration(const cancel_token* cancel, waiter& w) : cancel_(cancel) {
-    if (cancel_ == nullptr) return;
-    id_ = next_waker_id.fetch_add(1, std::memory_order_relaxed);
-    // const_cast: registering a waker is bookkeeping, not a change of the
-    // token's observable state (cancelled or not).
-    registered_ = const_cast<cancel_token*>(cancel_)->register_waker(id_, [&w] { w.wake(); });
-  }
-  ~cancel_registration() {
-    if (registered_) const_cast<cancel_token*>(cancel_)->unregister_waker(id_);
-  }
-  cancel_registration(const cancel_registration&) = delete;
-  cancel_registration& operator=(const cancel_registration&) = delete;
-
- private:
-  const cancel_token* cancel_;
-  cancel_token::waker_id id_ = 0;
-  bool registered_ = false;
 };
 
 bool is_cancelled(const cancel_token* cancel) { return cancel != nullptr && cancel->cancelled(); }
@@ -82,22 +59,28 @@ fence_clock::time_point deadline_after(fence_clock::duration timeout) {
 void cancel_token::cancel() {
   std::lock_guard lock(mutex_);
   if (cancelled_.exchange(true, std::memory_order_acq_rel)) return;
-  // Wakers run under mutex_ so unregister_waker() cannot return while one of
+  // Wakers run under mutex_ so ~scoped_waker() cannot return while one of
   // them is still touching a waiter (lock order: token mutex -> waiter mutex).
   for (auto& [id, wake] : wakers_) wake();
   wakers_.clear();
 }
 
-bool cancel_token::register_waker(waker_id id, std::function<void()> wake) {
-  std::lock_guard lock(mutex_);
-  if (cancelled_.load(std::memory_order_acquire)) return false;
-  wakers_.emplace_back(id, std::move(wake));
-  return true;
+cancel_token::scoped_waker::scoped_waker(const cancel_token* token, std::function<void()> wake) {
+  if (token == nullptr) return;
+  // const_cast: a waker is bookkeeping, not a change of the token's
+  // observable state (cancelled or not).
+  auto* t = const_cast<cancel_token*>(token);
+  std::lock_guard lock(t->mutex_);
+  if (t->cancelled_.load(std::memory_order_acquire)) return;
+  id_ = t->next_waker_++;
+  t->wakers_.emplace_back(id_, std::move(wake));
+  token_ = t;
 }
 
-void cancel_token::unregister_waker(waker_id id) {
-  std::lock_guard lock(mutex_);
-  std::erase_if(wakers_, [id](const auto& w) { return w.first == id; });
+cancel_token::scoped_waker::~scoped_waker() {
+  if (token_ == nullptr) return;
+  std::lock_guard lock(token_->mutex_);
+  std::erase_if(token_->wakers_, [this](const auto& w) { return w.first == id_; });
 }
 
 // ----------------------------------------------------------------------- fence
@@ -243,7 +226,7 @@ status fence::wait_until(fence_clock::time_point deadline, const cancel_token* c
   if (!id) return ok();  // signaled in between
   status outcome = ok();
   {
-    cancel_registration reg(cancel, w);
+    cancel_token::scoped_waker reg(cancel, [&w] { w.wake(); });
     std::unique_lock lock(w.mutex);
     while (!w.woken) {
       if (is_cancelled(cancel)) break;
@@ -361,7 +344,7 @@ result<std::size_t> wait_any(std::span<const fence_ptr> fences, fence_clock::dur
     ids[i] = *id;
   }
   {
-    cancel_registration reg(cancel, w);
+    cancel_token::scoped_waker reg(cancel, [&w] { w.wake(); });
     std::unique_lock lock(w.mutex);
     while (!w.woken && !is_cancelled(cancel)) {
       if (deadline == fence_clock::time_point::max()) {

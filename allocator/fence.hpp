@@ -71,16 +71,31 @@ class cancel_token {
   void cancel();
   bool cancelled() const noexcept { return cancelled_.load(std::memory_order_acquire); }
 
-  // For waiters (detail): wake() is called once on cancel. Returns false if
-  // already cancelled (nothing registered).
-  using waker_id = std::uint64_t;
-  bool register_waker(waker_id id, std::function<void()> wake);
-  void unregister_waker(waker_id id);
+  // Wakes a waiter when the token is cancelled, for the scope of one wait:
+  // `wake` is called at most once, from cancel(), if that happens while the
+  // scoped_waker lives (not if the token was already cancelled - check
+  // cancelled() after constructing it). The destructor returns only once a
+  // running `wake` has finished, so `wake` may touch the waiter's stack.
+  // Lock order: cancel() runs `wake` under the token's mutex, so `wake` may
+  // take a leaf lock but must not cancel, register or unregister.
+  // A null token makes this a no-op.
+  class scoped_waker {
+   public:
+    scoped_waker(const cancel_token* token, std::function<void()> wake);
+    ~scoped_waker();
+    scoped_waker(const scoped_waker&) = delete;
+    scoped_waker& operator=(const scoped_waker&) = delete;
+
+   private:
+    cancel_token* token_ = nullptr;  // null when not registered
+    std::uint64_t id_ = 0;
+  };
 
  private:
   std::atomic<bool> cancelled_{false};
   std::mutex mutex_;
-  std::vector<std::pair<waker_id, std::function<void()>>> wakers_;
+  std::uint64_t next_waker_ = 1;  // guarded by mutex_
+  std::vector<std::pair<std::uint64_t, std::function<void()>>> wakers_;  // guarded by mutex_
 };
 
 class fence;

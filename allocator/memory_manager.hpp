@@ -38,6 +38,10 @@
 //     reservation lock before its own mutex; under its mutex it only
 //     *trylocks* reservations (eviction). It never waits on a fence while
 //     holding its mutex: it drops the mutex, waits, and tries again.
+//   - Fence callbacks and move_notify must never take the manager mutex:
+//     eviction tests fences with it held (a polled fence may signal there and
+//     run its callbacks), and move_notify is called with it held. The
+//     manager's own callbacks (move jobs) only signal fences and set atomics.
 //   - Every public function is thread-safe and may block (on buffer locks,
 //     and where it says so on fences) unless it says otherwise: never call
 //     them on an io_context thread or from a fence callback or move_notify.

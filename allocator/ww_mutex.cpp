@@ -12,10 +12,10 @@
 //   - notify is done under mutex_: a woken waiter may take the lock, unlock
 //     it and destroy the ww_mutex, so the notifier must not touch cv_ after
 //     releasing mutex_.
-//   - Cancellation: a waker registered with the cancel_token takes mutex_ and
-//     notifies. cancel_token runs wakers under its own mutex, and
-//     unregister_waker() takes that mutex, so after unregister returns no
-//     waker touches this ww_mutex. Lock order is therefore
+//   - Cancellation: a cancel_token::scoped_waker takes mutex_ and notifies.
+//     The token runs wakers under its own mutex and the scoped_waker's
+//     destructor takes that mutex, so once it returns no waker touches this
+//     ww_mutex. Lock order is therefore
 //     cancel token mutex -> ww_mutex::mutex_; a waiter registers and
 //     unregisters only while NOT holding mutex_.
 #include "allocator/ww_mutex.hpp"
@@ -46,30 +46,6 @@ std::string describe(const ww_mutex* m) {
 bool is_cancelled(const cancel_token* cancel) noexcept {
   return cancel != nullptr && cancel->cancelled();
 }
-
-// Registers a waker with `cancel` for the scope of one wait. The id is this
-// object's address: unique among live registrations (fence.cpp numbers its
-// own from a small counter, far below any stack address).
-class cancel_registration {
- public:
-  cancel_registration(const cancel_token* cancel, std::function<void()> wake) : cancel_(cancel) {
-    if (cancel_ == nullptr) return;
-    // const_cast: a waker is bookkeeping, not a change of the token's
-    // observable state (cancelled or not).
-    registered_ = const_cast<cancel_token*>(cancel_)->register_waker(id(), std::move(wake));
-  }
-  ~cancel_registration() {
-    if (registered_) const_cast<cancel_token*>(cancel_)->unregister_waker(id());
-  }
-  cancel_registration(const cancel_registration&) = delete;
-  cancel_registration& operator=(const cancel_registration&) = delete;
-
- private:
-  cancel_token::waker_id id() const noexcept { return reinterpret_cast<std::uintptr_t>(this); }
-
-  const cancel_token* cancel_;
-  bool registered_ = false;
-};
 
 error out_of_memory_error(const ww_mutex* m) {
   return fail(errc::out_of_memory, describe(m) + ": acquire context could not record the lock");
@@ -252,7 +228,7 @@ status ww_mutex::acquire(ww_acquire_ctx* ctx, const cancel_token* cancel,
   // Slow path. The registration is made and removed without mutex_ held
   // (lock order: token mutex -> mutex_), so `guard` lives in an inner scope.
   status outcome;
-  cancel_registration registration(cancel, [this] {
+  cancel_token::scoped_waker registration(cancel, [this] {
     std::lock_guard guard(mutex_);
     cv_.notify_all();
   });
