@@ -86,16 +86,28 @@ struct server_state {
   }
 };
 
-// Runs `f` (a blocking manager call) on the worker pool and resumes the
-// calling coroutine on its own executor (the session strand) with the
-// result. The optional carries result<T>, which is not default-constructible.
+// Runs `f` (a blocking manager call) on the worker pool and completes on
+// the awaiting coroutine's executor (the session strand) with its result,
+// wrapped in an optional because result<T> is not default-constructible.
+// Callers name the closure first (see job_N below), then co_await on_pool.
+//
+// Not a coroutine taking `f`: GCC 12 relocates closure-type coroutine
+// parameters bitwise (a std::string inside was freed twice), so the closure
+// travels through async_initiate and plain handlers instead.
 template <class F>
-awaitable<std::invoke_result_t<F>> on_pool(server_state& srv, F f) {
+auto on_pool(server_state& srv, F f) {
   using R = std::invoke_result_t<F>;
-  auto r = co_await asio::co_spawn(
-      srv.pool, [fn = std::move(f)]() mutable -> awaitable<std::optional<R>> { co_return fn(); },
-      use_awaitable);
-  co_return std::move(*r);
+  return asio::async_initiate<decltype(use_awaitable), void(std::optional<R>)>(
+      [&srv](auto handler, F fn) {
+        auto ex = asio::get_associated_executor(handler);
+        asio::post(srv.pool, [handler = std::move(handler), fn = std::move(fn), ex]() mutable {
+          std::optional<R> r(fn());
+          asio::post(ex, [handler = std::move(handler), r = std::move(r)]() mutable {
+            std::move(handler)(std::move(r));
+          });
+        });
+      },
+      use_awaitable, std::move(f));
 }
 
 struct outgoing {
@@ -211,12 +223,14 @@ class session : public std::enable_shared_from_this<session> {
     auto fences = std::move(fences_);
     const owner_id owner = owner_;
     memory_manager& mm = srv_.mm;
-    const std::size_t freed = co_await on_pool(srv_, [&mm, owner, fences = std::move(fences)]() mutable {
+    auto job_1 = [&mm, owner, fences = std::move(fences)]() mutable {
       for (auto& [id, f] : fences) {
         if (f.callback) f.f->remove_callback(*f.callback);
       }
       return mm.release_owner(owner);
-    });
+    };
+    auto res_1 = *co_await on_pool(srv_, std::move(job_1));
+    const std::size_t freed = std::move(res_1);
     {
       std::lock_guard lock(srv_.mutex);
       srv_.clients.erase(owner_);
@@ -359,24 +373,32 @@ class session : public std::enable_shared_from_this<session> {
         req.cpu_access = (m->flags & wire::alloc_flag_cpu_access) != 0;
         req.no_evict = (m->flags & wire::alloc_flag_no_evict) != 0;
         req.name = m->name;
-        auto r = co_await on_pool(srv_, [&mm, owner, req] { return mm.allocate(owner, req); });
+        auto job_2 = [&mm, owner, req] { return mm.allocate(owner, req); };
+        auto res_2 = *co_await on_pool(srv_, std::move(job_2));
+        auto r = std::move(res_2);
         if (!r) co_return reply(f, result<wire::buffer_reply>(r.err()));
         co_return reply(f, result<wire::buffer_reply>(wire::buffer_reply{*r}));
       }
       case msg_type::free: {
         auto m = decode<wire::free_request>(f);
         if (!m) co_return reply(f, status(m.err()));
-        co_return reply(f, co_await on_pool(srv_, [&mm, owner, id = m->id] { return mm.free(owner, id); }));
+        auto job_3 = [&mm, owner, id = m->id] { return mm.free(owner, id); };
+        auto res_3 = *co_await on_pool(srv_, std::move(job_3));
+        co_return reply(f, std::move(res_3));
       }
       case msg_type::share: {
         auto m = decode<wire::share_request>(f);
         if (!m) co_return reply(f, status(m.err()));
-        co_return reply(f, co_await on_pool(srv_, [&mm, owner, m = *m] { return mm.share(owner, m.buffer, m.with); }));
+        auto job_4 = [&mm, owner, m = *m] { return mm.share(owner, m.buffer, m.with); };
+        auto res_4 = *co_await on_pool(srv_, std::move(job_4));
+        co_return reply(f, std::move(res_4));
       }
       case msg_type::export_fd: {
         auto m = decode<wire::export_request>(f);
         if (!m) co_return reply(f, result<wire::export_reply>(m.err()));
-        auto r = co_await on_pool(srv_, [&mm, owner, id = m->id] { return mm.export_fd(owner, id); });
+        auto job_5 = [&mm, owner, id = m->id] { return mm.export_fd(owner, id); };
+        auto res_5 = *co_await on_pool(srv_, std::move(job_5));
+        auto r = std::move(res_5);
         if (!r) co_return reply(f, result<wire::export_reply>(r.err()));
         wire::export_reply body{.offset = r->offset, .size = r->size, .kind = r->kind};
         co_return enqueue({wire::encode_reply(type, f.header.request_id, result<wire::export_reply>(body)), r->fd});
@@ -395,19 +417,25 @@ class session : public std::enable_shared_from_this<session> {
             if (auto s = w.lock()) s->enqueue(outgoing{std::move(bytes), -1});
           });
         };
-        auto r = co_await on_pool(srv_, [&mm, owner, id = m->buffer, req] { return mm.attach(owner, id, req); });
+        auto job_6 = [&mm, owner, id = m->buffer, req] { return mm.attach(owner, id, req); };
+        auto res_6 = *co_await on_pool(srv_, std::move(job_6));
+        auto r = std::move(res_6);
         if (!r) co_return reply(f, result<wire::attach_reply>(r.err()));
         co_return reply(f, result<wire::attach_reply>(wire::attach_reply{*r}));
       }
       case msg_type::detach: {
         auto m = decode<wire::detach_request>(f);
         if (!m) co_return reply(f, status(m.err()));
-        co_return reply(f, co_await on_pool(srv_, [&mm, owner, id = m->id] { return mm.detach(owner, id); }));
+        auto job_7 = [&mm, owner, id = m->id] { return mm.detach(owner, id); };
+        auto res_7 = *co_await on_pool(srv_, std::move(job_7));
+        co_return reply(f, std::move(res_7));
       }
       case msg_type::map: {
         auto m = decode<wire::map_request>(f);
         if (!m) co_return reply(f, result<wire::map_reply>(m.err()));
-        auto r = co_await on_pool(srv_, [&mm, owner, id = m->attachment] { return mm.map(owner, id); });
+        auto job_8 = [&mm, owner, id = m->attachment] { return mm.map(owner, id); };
+        auto res_8 = *co_await on_pool(srv_, std::move(job_8));
+        auto r = std::move(res_8);
         if (!r) co_return reply(f, result<wire::map_reply>(r.err()));
         wire::map_reply body{.where = r->where, .ranges = {}, .peer = r->peer, .reason = r->reason, .generation = r->generation};
         for (const auto& a : r->ranges) body.ranges.push_back({a.address, a.size});
@@ -417,7 +445,9 @@ class session : public std::enable_shared_from_this<session> {
       case msg_type::unmap: {
         auto m = decode<wire::unmap_request>(f);
         if (!m) co_return reply(f, status(m.err()));
-        co_return reply(f, co_await on_pool(srv_, [&mm, owner, id = m->id] { return mm.unmap(owner, id); }));
+        auto job_9 = [&mm, owner, id = m->id] { return mm.unmap(owner, id); };
+        auto res_9 = *co_await on_pool(srv_, std::move(job_9));
+        co_return reply(f, std::move(res_9));
       }
       case msg_type::add_client_fence: {
         auto m = decode<wire::add_client_fence_request>(f);
@@ -425,9 +455,11 @@ class session : public std::enable_shared_from_this<session> {
         auto fc = fence::create(fence_context_, ++fence_seqno_);
         std::optional<fence_clock::time_point> deadline;
         if (m->deadline_ms > 0) deadline = fence_clock::now() + std::chrono::milliseconds(m->deadline_ms);
-        auto r = co_await on_pool(srv_, [&mm, owner, m = *m, fc, deadline] {
+        auto job_10 = [&mm, owner, m = *m, fc, deadline] {
           return mm.add_fence(owner, m.buffer, fc, m.usage, deadline);
-        });
+        };
+        auto res_10 = *co_await on_pool(srv_, std::move(job_10));
+        auto r = std::move(res_10);
         if (!r) co_return reply(f, result<wire::fence_reply>(r.err()));
         co_return reply(f, result<wire::fence_reply>(wire::fence_reply{track_fence(fc, true)}));
       }
@@ -447,7 +479,9 @@ class session : public std::enable_shared_from_this<session> {
                                                                      std::to_string(m->error) + " is not 0 or a negative errno")));
         }
         // Signaling runs callbacks (the manager's among them): off the io thread.
-        co_return reply(f, co_await on_pool(srv_, [fc = it->second.f, e = m->error] { return fc->signal(e); }));
+        auto job_11 = [fc = it->second.f, e = m->error] { return fc->signal(e); };
+        auto res_11 = *co_await on_pool(srv_, std::move(job_11));
+        co_return reply(f, std::move(res_11));
       }
       case msg_type::wait: {
         auto m = decode<wire::wait_request>(f);
@@ -457,7 +491,9 @@ class session : public std::enable_shared_from_this<session> {
       case msg_type::validate: {
         auto m = decode<wire::validate_request>(f);
         if (!m) co_return reply(f, result<wire::validate_reply>(m.err()));
-        auto r = co_await on_pool(srv_, [&mm, owner, ids = m->buffers] { return mm.validate(owner, ids); });
+        auto job_12 = [&mm, owner, ids = m->buffers] { return mm.validate(owner, ids); };
+        auto res_12 = *co_await on_pool(srv_, std::move(job_12));
+        auto r = std::move(res_12);
         if (!r) co_return reply(f, result<wire::validate_reply>(r.err()));
         co_return reply(f, result<wire::validate_reply>(wire::validate_reply{
                                .promoted = static_cast<std::uint32_t>(r->promoted),
@@ -470,17 +506,21 @@ class session : public std::enable_shared_from_this<session> {
         if (!m) co_return reply(f, result<wire::cpu_begin_reply>(m.err()));
         const fence_clock::duration timeout =
             m->timeout_ms == 0 ? wait_forever : std::chrono::milliseconds(m->timeout_ms);
-        auto r = co_await on_pool(srv_, [&mm, owner, m = *m, timeout] {
+        auto job_13 = [&mm, owner, m = *m, timeout] {
           return mm.begin_cpu_access(owner, m.buffer, m.write ? cpu_access_mode::write : cpu_access_mode::read,
                                      timeout);
-        });
+        };
+        auto res_13 = *co_await on_pool(srv_, std::move(job_13));
+        auto r = std::move(res_13);
         if (!r) co_return reply(f, result<wire::cpu_begin_reply>(r.err()));
         co_return reply(f, result<wire::cpu_begin_reply>(wire::cpu_begin_reply{r->size}));
       }
       case msg_type::cpu_end: {
         auto m = decode<wire::cpu_end_request>(f);
         if (!m) co_return reply(f, status(m.err()));
-        co_return reply(f, co_await on_pool(srv_, [&mm, owner, id = m->id] { return mm.end_cpu_access(owner, id); }));
+        auto job_14 = [&mm, owner, id = m->id] { return mm.end_cpu_access(owner, id); };
+        auto res_14 = *co_await on_pool(srv_, std::move(job_14));
+        co_return reply(f, std::move(res_14));
       }
       case msg_type::stats: {
         auto m = decode<wire::stats_request>(f);
@@ -545,7 +585,9 @@ class session : public std::enable_shared_from_this<session> {
  public:
   static awaitable<wire::stats_reply> collect_stats(server_state& srv) {
     memory_manager& mm = srv.mm;
-    auto both = co_await on_pool(srv, [&mm] { return std::make_pair(mm.stats(), mm.buffers()); });
+    auto job_15 = [&mm] { return std::make_pair(mm.stats(), mm.buffers()); };
+    auto res_15 = *co_await on_pool(srv, std::move(job_15));
+    auto both = std::move(res_15);
     const manager_stats& st = both.first;
     wire::stats_reply out;
     out.backend = std::string(mm.device_backend().name());
