@@ -1,19 +1,41 @@
 #!/usr/bin/env bash
-# Installs the dependencies, builds xbuf and runs the main job.
+# Installs the dependencies, builds xbuf and runs the main job:
 #
-# Today the main job is the topology probe: `xbuf topo` on this machine, then
-# on a saved topology of a real 16-GPU NVIDIA DGX-2 so there is a peer-to-peer
-# matrix to look at even without GPUs. Extra arguments go to `xbuf topo`
-# (e.g. scripts/run.sh --json).
+#   1. `xbuf topo`: this machine's PCI devices and peer-to-peer matrix;
+#   2. the daemon `xbufd` (the simulated GPUs where no GPU is found) printing
+#      its status screen every 2 s, while two `xbuf demo` jobs allocate more
+#      than the VRAM holds - watch evictions, moves and move_notify counts;
+#   3. `xbuf stat` (what the daemon holds), then the daemon stops.
+#
+# Options: --seconds N (how long the demo jobs run, default 20).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+seconds=20
+if [ "${1:-}" = "--seconds" ]; then seconds="${2:?--seconds needs a number}"; fi
+
 scripts/install-deps.sh
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build -j "$(nproc)" --target xbuf_cli
+cmake --build build -j "$(nproc)" --target xbuf_cli xbufd
 
 echo "== xbuf topo (this machine) =="
-build/bin/xbuf topo "$@"
+build/bin/xbuf topo || true
 echo
-echo "== xbuf topo --xml tests/data/topologies/nvidiaDGX2.xml (a real DGX-2) =="
-build/bin/xbuf topo --xml tests/data/topologies/nvidiaDGX2.xml "$@"
+
+socket="$(mktemp -u /tmp/xbuf-run-XXXXXX.sock)"
+echo "== xbufd on $socket (Ctrl-C stops everything) =="
+build/bin/xbufd --socket "$socket" --backend auto --sim-devices 2 --sim-vram 32M \
+  --stats-interval 2 &
+daemon=$!
+trap 'kill -TERM $daemon 2>/dev/null || true; wait $daemon 2>/dev/null || true' EXIT
+for _ in $(seq 50); do [ -S "$socket" ] && break; sleep 0.1; done
+
+build/bin/xbuf demo --socket "$socket" --seconds "$seconds" --name job-a &
+job_a=$!
+build/bin/xbuf demo --socket "$socket" --seconds "$seconds" --name job-b &
+job_b=$!
+wait "$job_a" "$job_b"
+
+echo
+echo "== xbuf stat =="
+build/bin/xbuf stat --socket "$socket"
