@@ -5,6 +5,7 @@
 #include <string>
 #include <string_view>
 
+#include "allocator/units.hpp"
 #include "client/remote_client.hpp"
 #include "server/protocol.hpp"
 
@@ -12,19 +13,6 @@ namespace xbuf::client {
 
 namespace {
 
-std::string human(std::uint64_t b) {
-  char buf[32];
-  if (b >= (1ull << 30)) {
-    std::snprintf(buf, sizeof buf, "%.1fG", static_cast<double>(b) / static_cast<double>(1ull << 30));
-  } else if (b >= (1ull << 20)) {
-    std::snprintf(buf, sizeof buf, "%.1fM", static_cast<double>(b) / static_cast<double>(1ull << 20));
-  } else if (b >= 1024) {
-    std::snprintf(buf, sizeof buf, "%.1fK", static_cast<double>(b) / 1024.0);
-  } else {
-    std::snprintf(buf, sizeof buf, "%lluB", static_cast<unsigned long long>(b));
-  }
-  return buf;
-}
 
 }  // namespace
 
@@ -52,19 +40,19 @@ int stat_main(std::span<char*> args) {
   std::printf("xbufd on %s (backend %s)\n\n", path.c_str(), s->backend.c_str());
   std::printf("%-10s %10s %10s %8s %10s\n", "DOMAIN", "USED", "CAPACITY", "BUFFERS", "DELAYED");
   for (const auto& d : s->domains) {
-    std::printf("%-10s %10s %10s %8u %10s\n", d.name.c_str(), human(d.used).c_str(), human(d.capacity).c_str(),
-                d.buffers, human(d.delayed_free_bytes).c_str());
+    std::printf("%-10s %10s %10s %8u %10s\n", d.name.c_str(), format_bytes(d.used).c_str(), format_bytes(d.capacity).c_str(),
+                d.buffers, format_bytes(d.delayed_free_bytes).c_str());
   }
   std::printf("\n%-6s %-8s %-6s %-20s %10s %8s\n", "CLIENT", "PID", "UID", "NAME", "BYTES", "BUFFERS");
   for (const auto& cl : s->clients) {
     std::printf("%-6u %-8d %-6u %-20s %10s %8u%s\n", cl.owner, cl.pid, cl.uid, cl.name.c_str(),
-                human(cl.bytes).c_str(), cl.buffers, cl.owner == c->owner() ? "  (this xbuf stat)" : "");
+                format_bytes(cl.bytes).c_str(), cl.buffers, cl.owner == c->owner() ? "  (this xbuf stat)" : "");
   }
   std::printf("\n%-8s %-6s %-16s %10s %-12s %7s %5s %7s %4s\n", "BUFFER", "OWNER", "NAME", "SIZE", "PLACEMENT",
               "ATTACH", "PINS", "FENCES", "GEN");
   for (const auto& b : s->buffers) {
     std::printf("%-8llu %-6u %-16s %10s %-12s %7u %5d %7u %4llu%s\n", static_cast<unsigned long long>(b.id),
-                b.owner, b.name.c_str(), human(b.size).c_str(), to_string(b.where).c_str(), b.attachments, b.pins,
+                b.owner, b.name.c_str(), format_bytes(b.size).c_str(), to_string(b.where).c_str(), b.attachments, b.pins,
                 b.fences, static_cast<unsigned long long>(b.generation), b.lost ? "  LOST" : "");
   }
   if (s->buffers_truncated) std::printf("... (more buffers than fit one reply)\n");

@@ -23,6 +23,7 @@
 #include <mutex>
 #include <optional>
 
+#include "allocator/units.hpp"
 #include "server/protocol.hpp"
 
 namespace xbuf::server {
@@ -37,19 +38,6 @@ namespace {
 
 std::string errno_text(int e) { return std::strerror(e); }
 
-std::string human_bytes(std::uint64_t b) {
-  char buf[32];
-  if (b >= (1ull << 30)) {
-    std::snprintf(buf, sizeof buf, "%.1f GiB", static_cast<double>(b) / static_cast<double>(1ull << 30));
-  } else if (b >= (1ull << 20)) {
-    std::snprintf(buf, sizeof buf, "%.1f MiB", static_cast<double>(b) / static_cast<double>(1ull << 20));
-  } else if (b >= 1024) {
-    std::snprintf(buf, sizeof buf, "%.1f KiB", static_cast<double>(b) / 1024.0);
-  } else {
-    std::snprintf(buf, sizeof buf, "%llu B", static_cast<unsigned long long>(b));
-  }
-  return buf;
-}
 
 struct client_record {
   std::int32_t pid = 0;
@@ -667,12 +655,12 @@ void print_status(const wire::stats_reply& s) {
   for (const auto& d : s.domains) {
     const double pct = d.capacity ? 100.0 * static_cast<double>(d.used) / static_cast<double>(d.capacity) : 0.0;
     std::printf("  %-10s %10s / %-10s %5.1f%%  %u buffers  %s delayed\n", d.name.c_str(),
-                human_bytes(d.used).c_str(), human_bytes(d.capacity).c_str(), pct, d.buffers,
-                human_bytes(d.delayed_free_bytes).c_str());
+                format_bytes(d.used).c_str(), format_bytes(d.capacity).c_str(), pct, d.buffers,
+                format_bytes(d.delayed_free_bytes).c_str());
   }
   for (const auto& c : s.clients) {
     std::printf("  client %-4u pid %-7d %-16s %10s in %u buffers\n", c.owner, c.pid, c.name.c_str(),
-                human_bytes(c.bytes).c_str(), c.buffers);
+                format_bytes(c.bytes).c_str(), c.buffers);
   }
   std::printf("  ");
   for (const auto& c : s.counters) std::printf("%s %llu  ", c.name.c_str(), static_cast<unsigned long long>(c.value));
