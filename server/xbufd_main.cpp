@@ -15,6 +15,8 @@
 
 #include "allocator/memory_manager.hpp"
 #include "backends/select.hpp"
+#include "p2p/allocator_bridge.hpp"
+#include "p2p/hwloc_loader.hpp"
 #include "server/protocol.hpp"
 #include "server/server.hpp"
 
@@ -29,6 +31,8 @@ int usage(std::FILE* out) {
       "  --sim-vram BYTES        sim backend: VRAM per device (default 256M)\n"
       "  --pinned BYTES          pinned host domain capacity (default 256M)\n"
       "  --pageable BYTES        pageable host domain capacity (default 1G)\n"
+      "  --topology FILE         hwloc XML of a machine: peer access follows its PCI tree, and\n"
+      "                          sim GPUs are that machine's GPUs (default: this machine's tree)\n"
       "  --stats-interval SECS   print a status screen to stdout every SECS seconds\n"
       "  --quiet                 no connect/disconnect log\n",
       out);
@@ -67,6 +71,7 @@ int main(int argc, char** argv) {
   std::uint64_t sim_vram = 256ull << 20;
   std::uint64_t pinned = 256ull << 20;
   std::uint64_t pageable = 1ull << 30;
+  std::string topology_xml;  // empty: the live machine's topology
 
   for (int i = 1; i < argc; ++i) {
     const std::string_view a = argv[i];
@@ -102,6 +107,8 @@ int main(int argc, char** argv) {
       bytes(a, &pinned);
     } else if (a == "--pageable") {
       bytes(a, &pageable);
+    } else if (a == "--topology") {
+      topology_xml = value(a);
     } else if (a == "--stats-interval") {
       scfg.stats_interval_s = std::atoi(value(a));
     } else if (a == "--quiet") {
@@ -117,9 +124,31 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "xbufd: %s\n", choice.err().describe().c_str());
     return 2;
   }
+  // The PCI topology decides peer access (with the runtime's veto). A saved
+  // one also places the simulated GPUs where that machine's GPUs are.
+  std::shared_ptr<const xbuf::p2p::topology> topo;
+  auto loaded = topology_xml.empty() ? xbuf::p2p::load_topology_live()
+                                     : xbuf::p2p::load_topology_xml(topology_xml);
+  if (loaded) {
+    topo = std::make_shared<const xbuf::p2p::topology>(std::move(*loaded));
+  } else if (!topology_xml.empty()) {
+    std::fprintf(stderr, "xbufd: --topology: %s\n", loaded.err().describe().c_str());
+    return 2;
+  } else {
+    std::fprintf(stderr, "xbufd: no live topology (%s): peer access only where the runtime says\n",
+                 loaded.err().describe().c_str());
+  }
   xbuf::backend_selection_config bcfg;
   bcfg.choice = *choice;
   bcfg.sim = xbuf::make_sim_config(sim_devices, static_cast<std::size_t>(sim_vram));
+  if (!topology_xml.empty()) {
+    auto sim = xbuf::p2p::sim_config_from_topology(*topo, static_cast<std::size_t>(sim_vram));
+    if (!sim) {
+      std::fprintf(stderr, "xbufd: --topology: %s\n", sim.err().describe().c_str());
+      return 2;
+    }
+    bcfg.sim = std::move(*sim);
+  }
   auto selected = xbuf::select_backend(bcfg);
   if (!selected) {
     std::fprintf(stderr, "xbufd: %s\n", selected.err().describe().c_str());
@@ -135,6 +164,10 @@ int main(int argc, char** argv) {
   mcfg.pinned_capacity = pinned;
   mcfg.pageable_capacity = pageable;
   mcfg.pinned_limit = pinned;
+  if (topo) {
+    mcfg.peer_policy = xbuf::p2p::make_peer_policy(topo, *selected->chosen);
+    std::fprintf(stderr, "xbufd: peer access decided by the topology of %s\n", topo->source().c_str());
+  }
   auto mm = xbuf::memory_manager::create(mcfg);
   if (!mm) {
     std::fprintf(stderr, "xbufd: %s\n", mm.err().describe().c_str());

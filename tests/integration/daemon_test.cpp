@@ -19,6 +19,7 @@
 #include <cstring>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "client/remote_client.hpp"
 #include "client/xbuf_c.h"
@@ -52,6 +53,11 @@ void map_export(const client::exported_buffer& e, mapped* m) {
 
 class DaemonTest : public ::testing::Test {
  protected:
+  // The daemon's options after --socket and --backend sim.
+  virtual std::vector<std::string> daemon_args() const {
+    return {"--sim-devices", "2", "--sim-vram", "1M", "--pinned", "4M", "--pageable", "16M"};
+  }
+
   void SetUp() override {
     char dir[] = "/tmp/xbufd-test-XXXXXX";
     ASSERT_NE(::mkdtemp(dir), nullptr);
@@ -67,8 +73,12 @@ class DaemonTest : public ::testing::Test {
         ::dup2(fd, 1);
         ::dup2(fd, 2);
       }
-      ::execl(bin.c_str(), "xbufd", "--socket", socket_.c_str(), "--backend", "sim", "--sim-devices", "2",
-              "--sim-vram", "1M", "--pinned", "4M", "--pageable", "16M", static_cast<char*>(nullptr));
+      std::vector<std::string> args{"xbufd", "--socket", socket_, "--backend", "sim"};
+      for (auto& a : daemon_args()) args.push_back(a);
+      std::vector<char*> argv;
+      for (auto& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      ::execv(bin.c_str(), argv.data());
       std::perror("exec xbufd");
       ::_exit(127);
     }
@@ -450,6 +460,55 @@ TEST_F(DaemonTest, CAbiAllocExportAndTorchShape) {
   std::memset(p, 0x5a, 100000);
   xbuf_torch_free(p, 100000, 0, nullptr);
   EXPECT_EQ(xbuf_torch_malloc(-1, 0, nullptr), nullptr);
+}
+
+// The daemon on a saved topology: its sim GPUs are that machine's GPUs, and
+// a peer mapping is handed out only where that PCI tree carries peer traffic.
+class DaemonTopologyTest : public DaemonTest, public ::testing::WithParamInterface<const char*> {
+ protected:
+  std::vector<std::string> daemon_args() const override {
+    return {"--topology", std::string(XBUF_TEST_DATA_DIR) + "/topologies/" + GetParam(),
+            "--sim-vram", "1M", "--pinned", "4M", "--pageable", "16M"};
+  }
+};
+
+TEST_P(DaemonTopologyTest, PeerMappingFollowsThePciTree) {
+  auto a = connect("exporter");
+  auto buf = a.alloc(64 * KiB, {placement::vram(0), placement::pinned()}, "on-gpu0");
+  ASSERT_TRUE(buf) << buf.err().describe();
+  auto att = a.attach(*buf, 1, attach_mode::dynamic, /*peer_capable=*/true);
+  ASSERT_TRUE(att) << att.err().describe();
+  auto m = a.map(*att);
+  ASSERT_TRUE(m) << m.err().describe();
+  const bool switch_peers = std::string(GetParam()) == "nvidiaDGX2.xml";
+  if (switch_peers) {
+    // GPU0 and GPU1 of a DGX-2 share a PCIe switch (and NVSwitches).
+    EXPECT_TRUE(m->peer) << m->reason;
+    EXPECT_EQ(m->where, placement::vram(0));
+  } else {
+    // Tesla M2070s on root ports of a host bridge the kernel does not allow.
+    EXPECT_FALSE(m->peer) << m->reason;
+    EXPECT_EQ(m->where, placement::pinned()) << m->reason;
+  }
+  EXPECT_FALSE(m->reason.empty());
+}
+
+INSTANTIATE_TEST_SUITE_P(RealMachines, DaemonTopologyTest,
+                         ::testing::Values("nvidiaDGX2.xml", "24em64t-2n6c2t-pci.xml"),
+                         [](const auto& param_info) {
+                           return std::string(param_info.param).find("DGX2") != std::string::npos ? "Dgx2"
+                                                                                             : "Westmere";
+                         });
+
+TEST(DaemonOptionsTest, TopologyWithoutGpusOrUnreadableIsRefused) {
+  const std::string bin = std::string(XBUF_BIN_DIR) + "/xbufd";
+  for (const char* file : {"devel09-pci.xml", "does-not-exist.xml"}) {
+    const std::string cmd = bin + " --socket /tmp/xbufd-never.sock --backend sim --topology " +
+                            std::string(XBUF_TEST_DATA_DIR) + "/topologies/" + file + " 2>/dev/null";
+    const int st = std::system(cmd.c_str());
+    ASSERT_TRUE(WIFEXITED(st)) << file;
+    EXPECT_EQ(WEXITSTATUS(st), 2) << file;
+  }
 }
 
 }  // namespace
