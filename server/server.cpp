@@ -145,6 +145,7 @@ class session : public std::enable_shared_from_this<session> {
 
   // Stage one of shutdown. Context: any thread.
   void cancel() {
+    cancel_->cancel();  // thread-safe: wakes a manager call blocked on this session's behalf
     asio::post(sock_.get_executor(), [self = shared_from_this()] {
       boost::system::error_code ignored;
       self->sock_.close(ignored);
@@ -361,7 +362,8 @@ class session : public std::enable_shared_from_this<session> {
         req.cpu_access = (m->flags & wire::alloc_flag_cpu_access) != 0;
         req.no_evict = (m->flags & wire::alloc_flag_no_evict) != 0;
         req.name = m->name;
-        auto job_2 = [&mm, owner, req] { return mm.allocate(owner, req); };
+        req.cancel = cancel_.get();
+        auto job_2 = [&mm, owner, req, tok = cancel_] { return mm.allocate(owner, req); };
         auto res_2 = *co_await on_pool(srv_, std::move(job_2));
         auto r = std::move(res_2);
         if (!r) co_return reply(f, result<wire::buffer_reply>(r.err()));
@@ -405,7 +407,7 @@ class session : public std::enable_shared_from_this<session> {
             if (auto s = w.lock()) s->enqueue(outgoing{std::move(bytes), -1});
           });
         };
-        auto job_6 = [&mm, owner, id = m->buffer, req] { return mm.attach(owner, id, req); };
+        auto job_6 = [&mm, owner, id = m->buffer, req, tok = cancel_] { return mm.attach(owner, id, req, tok.get()); };
         auto res_6 = *co_await on_pool(srv_, std::move(job_6));
         auto r = std::move(res_6);
         if (!r) co_return reply(f, result<wire::attach_reply>(r.err()));
@@ -421,7 +423,7 @@ class session : public std::enable_shared_from_this<session> {
       case msg_type::map: {
         auto m = decode<wire::map_request>(f);
         if (!m) co_return reply(f, result<wire::map_reply>(m.err()));
-        auto job_8 = [&mm, owner, id = m->attachment] { return mm.map(owner, id); };
+        auto job_8 = [&mm, owner, id = m->attachment, tok = cancel_] { return mm.map(owner, id, tok.get()); };
         auto res_8 = *co_await on_pool(srv_, std::move(job_8));
         auto r = std::move(res_8);
         if (!r) co_return reply(f, result<wire::map_reply>(r.err()));
@@ -479,7 +481,7 @@ class session : public std::enable_shared_from_this<session> {
       case msg_type::validate: {
         auto m = decode<wire::validate_request>(f);
         if (!m) co_return reply(f, result<wire::validate_reply>(m.err()));
-        auto job_12 = [&mm, owner, ids = m->buffers] { return mm.validate(owner, ids); };
+        auto job_12 = [&mm, owner, ids = m->buffers, tok = cancel_] { return mm.validate(owner, ids, tok.get()); };
         auto res_12 = *co_await on_pool(srv_, std::move(job_12));
         auto r = std::move(res_12);
         if (!r) co_return reply(f, result<wire::validate_reply>(r.err()));
@@ -494,9 +496,9 @@ class session : public std::enable_shared_from_this<session> {
         if (!m) co_return reply(f, result<wire::cpu_begin_reply>(m.err()));
         const fence_clock::duration timeout =
             m->timeout_ms == 0 ? wait_forever : std::chrono::milliseconds(m->timeout_ms);
-        auto job_13 = [&mm, owner, m = *m, timeout] {
+        auto job_13 = [&mm, owner, m = *m, timeout, tok = cancel_] {
           return mm.begin_cpu_access(owner, m.buffer, m.write ? cpu_access_mode::write : cpu_access_mode::read,
-                                     timeout);
+                                     timeout, tok.get());
         };
         auto res_13 = *co_await on_pool(srv_, std::move(job_13));
         auto r = std::move(res_13);
@@ -642,6 +644,10 @@ class session : public std::enable_shared_from_this<session> {
   std::map<std::uint64_t, tracked> fences_;
   std::uint64_t next_fence_id_ = 1;
   std::uint64_t fence_seqno_ = 0;
+  // Cancels this session's blocking manager calls (evictions, CPU-access
+  // waits, buffer locks) when the daemon shuts down, so a pool job never
+  // outlives the session's reason to exist. Shared: pool jobs keep it alive.
+  std::shared_ptr<cancel_token> cancel_ = std::make_shared<cancel_token>();
 };
 
 void print_status(const wire::stats_reply& s) {

@@ -462,6 +462,33 @@ TEST_F(DaemonTest, CAbiAllocExportAndTorchShape) {
   EXPECT_EQ(xbuf_torch_malloc(-1, 0, nullptr), nullptr);
 }
 
+TEST_F(DaemonTest, ShutdownCancelsACallBlockedOnAClientsOwnFence) {
+  auto a = connect("stuck");
+  auto buf = a.alloc(16 * KiB, {placement::pinned()}, "written-forever");
+  ASSERT_TRUE(buf) << buf.err().describe();
+  // A writer fence with no deadline, never signaled: a CPU read waits for it
+  // forever (timeout 0), holding a worker thread of the daemon.
+  auto writer = a.add_client_fence(*buf, fence_usage::write, 0);
+  ASSERT_TRUE(writer) << writer.err().describe();
+  std::thread stopper([pid = pid_] {
+    std::this_thread::sleep_for(100ms);
+    ::kill(pid, SIGTERM);
+  });
+  auto r = a.cpu_begin(*buf, false, 0);
+  stopper.join();
+  EXPECT_FALSE(r) << "the wait ends by cancellation or by the connection closing, not by success";
+  // The daemon must get out of the blocked call and exit by itself.
+  int st = 0;
+  pid_t done = 0;
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while ((done = ::waitpid(pid_, &st, WNOHANG)) == 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(10ms);
+  }
+  ASSERT_EQ(done, pid_) << "xbufd did not stop while a call waited on a client fence; log:\n" << daemon_log();
+  pid_ = -1;
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << daemon_log();
+}
+
 // The daemon on a saved topology: its sim GPUs are that machine's GPUs, and
 // a peer mapping is handed out only where that PCI tree carries peer traffic.
 class DaemonTopologyTest : public DaemonTest, public ::testing::WithParamInterface<const char*> {
