@@ -155,6 +155,27 @@ class session : public std::enable_shared_from_this<session> {
   }
 
  private:
+  // While a request is handled the reader does not read, so a client that
+  // hangs up then would only be noticed once the request ends - never, if
+  // it waits on the client's own fence. This watch sees the socket become
+  // readable: end of stream cancels the session's blocking calls; data (a
+  // pipelined request) is left for the reader and the watch is re-armed
+  // before the next request. Strand only.
+  void watch_hangup() {
+    if (watching_ || closing_) return;
+    watching_ = true;
+    sock_.async_wait(local_socket::wait_read, [w = weak_from_this()](boost::system::error_code ec) {
+      auto self = w.lock();
+      if (!self) return;
+      self->watching_ = false;
+      if (ec) return;  // closed or cancelled
+      char byte = 0;
+      if (::recv(self->sock_.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT) == 0) {
+        self->cancel_->cancel();  // end of stream: the client is gone
+      }
+    });
+  }
+
   // Queues a frame. Strand only.
   void enqueue(outgoing o) {
     if (writer_done_) {
@@ -197,6 +218,7 @@ class session : public std::enable_shared_from_this<session> {
           stop = true;
           break;
         }
+        watch_hangup();
         co_await handle(r.frame_);
       }
       if (stop) break;
@@ -558,7 +580,11 @@ class session : public std::enable_shared_from_this<session> {
       auto cb = fc->add_callback([timer, ex = sock_.get_executor()](const fence&) {
         asio::post(ex, [timer] { timer->cancel(); });
       });
-      if (cb) {
+      // Shutdown or a hang-up ends the wait too (the waker only posts).
+      cancel_token::scoped_waker on_cancel(cancel_.get(), [timer, ex = sock_.get_executor()] {
+        asio::post(ex, [timer] { timer->cancel(); });
+      });
+      if (cb && !cancel_->cancelled()) {
         co_await timer->async_wait(tuple_awaitable);
         // The callback only posts; if it is running right now this returns
         // as soon as that post is done.
@@ -640,6 +666,7 @@ class session : public std::enable_shared_from_this<session> {
   bool hello_ = false;
   bool closing_ = false;         // the reader is done: flush and close
   bool writer_done_ = false;
+  bool watching_ = false;        // watch_hangup() is armed
   std::deque<outgoing> outq_;
   std::map<std::uint64_t, tracked> fences_;
   std::uint64_t next_fence_id_ = 1;

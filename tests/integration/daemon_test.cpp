@@ -17,6 +17,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -487,6 +488,62 @@ TEST_F(DaemonTest, ShutdownCancelsACallBlockedOnAClientsOwnFence) {
   ASSERT_EQ(done, pid_) << "xbufd did not stop while a call waited on a client fence; log:\n" << daemon_log();
   pid_ = -1;
   EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << daemon_log();
+}
+
+TEST_F(DaemonTest, ClientKilledWhileBlockedOnItsOwnFenceIsReleased) {
+  int pipefd[2];
+  ASSERT_EQ(::pipe(pipefd), 0);
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    ::close(pipefd[0]);
+    auto c = remote_client::connect(socket_, "blocked");
+    std::uint32_t owner = 0;
+    std::optional<buffer_id> buf;
+    if (c) {
+      auto b = c->alloc(16 * KiB, {placement::pinned()}, "held");
+      if (b && c->add_client_fence(*b, fence_usage::write, 0)) {
+        owner = c->owner();
+        buf = *b;
+      }
+    }
+    (void)!::write(pipefd[1], &owner, sizeof owner);
+    // Waits forever in the daemon: a reader waits for the writer fence that
+    // nobody will signal (no deadline).
+    if (buf) (void)c->cpu_begin(*buf, false, 0);
+    for (;;) ::pause();
+  }
+  ::close(pipefd[1]);
+  struct reaper {
+    pid_t pid;
+    ~reaper() {
+      if (pid > 0) {
+        ::kill(pid, SIGKILL);
+        ::waitpid(pid, nullptr, 0);
+      }
+    }
+  } reap{child};
+  std::uint32_t owner = 0;
+  ASSERT_EQ(::read(pipefd[0], &owner, sizeof owner), static_cast<ssize_t>(sizeof owner));
+  ::close(pipefd[0]);
+  ASSERT_NE(owner, 0u) << "child could not set up";
+  std::this_thread::sleep_for(300ms);  // let its cpu_begin reach the daemon and block
+  ::kill(child, SIGKILL);
+  ::waitpid(child, nullptr, 0);
+  reap.pid = -1;
+
+  auto watcher = connect("watcher");
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  bool released = false;
+  while (!released && std::chrono::steady_clock::now() < deadline) {
+    auto st = watcher.stats();
+    ASSERT_TRUE(st) << st.err().describe();
+    released = true;
+    for (const auto& b : st->buffers) released = released && b.owner != owner;
+    for (const auto& c : st->clients) released = released && c.owner != owner;
+    if (!released) std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_TRUE(released) << "a client that died inside a blocked call kept its session; log:\n" << daemon_log();
 }
 
 // The daemon on a saved topology: its sim GPUs are that machine's GPUs, and
