@@ -35,7 +35,7 @@
 
 #include "allocator/domain.hpp"
 #include "allocator/heap.hpp"
-#include "allocator/reservation.hpp"
+#include "core/reservation.hpp"
 
 namespace xbuf {
 

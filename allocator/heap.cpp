@@ -3,7 +3,7 @@
 
 #include <algorithm>
 
-#include "allocator/units.hpp"
+#include "core/units.hpp"
 
 namespace xbuf {
 

@@ -31,10 +31,10 @@
 #include <vector>
 
 #include "allocator/domain.hpp"
-#include "allocator/fence.hpp"
 #include "allocator/range_allocator.hpp"
-#include "allocator/result.hpp"
 #include "backends/backend.hpp"
+#include "core/fence.hpp"
+#include "core/result.hpp"
 
 namespace xbuf {
 

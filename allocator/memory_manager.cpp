@@ -18,9 +18,9 @@
 #include <bit>
 #include <cerrno>
 
-#include "allocator/fence_join.hpp"
 #include "allocator/move_job.hpp"
-#include "allocator/units.hpp"
+#include "core/fence_join.hpp"
+#include "core/units.hpp"
 
 namespace xbuf {
 
@@ -41,12 +41,6 @@ error unknown_attachment(owner_id owner, attachment_id id) {
               attachment_name(id) + ": no such attachment for owner " + std::to_string(owner));
 }
 error gone(buffer_id id) { return fail(errc::not_found, buffer_name(id) + ": freed meanwhile"); }
-
-fence_clock::time_point deadline_after(fence_clock::duration timeout) {
-  const auto now = fence_clock::now();
-  if (timeout >= fence_clock::time_point::max() - now) return fence_clock::time_point::max();
-  return now + timeout;
-}
 
 std::string placements_text(const std::vector<placement>& ps) {
   std::string s;

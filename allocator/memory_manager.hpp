@@ -62,12 +62,13 @@
 #include <vector>
 
 #include "allocator/buffer.hpp"
+#include "allocator/deadline_watchdog.hpp"
 #include "allocator/domain.hpp"
-#include "allocator/fence.hpp"
 #include "allocator/heap.hpp"
-#include "allocator/reservation.hpp"
-#include "allocator/result.hpp"
 #include "backends/backend.hpp"
+#include "core/fence.hpp"
+#include "core/reservation.hpp"
+#include "core/result.hpp"
 
 namespace xbuf {
 

@@ -3,7 +3,7 @@
 
 #include <cerrno>
 
-#include "allocator/fence_join.hpp"
+#include "core/fence_join.hpp"
 
 namespace xbuf {
 

@@ -28,8 +28,8 @@
 #include <memory>
 #include <vector>
 
-#include "allocator/fence.hpp"
 #include "backends/backend.hpp"
+#include "core/fence.hpp"
 
 namespace xbuf {
 

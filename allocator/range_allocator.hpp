@@ -86,7 +86,7 @@
 #include <string>
 #include <vector>
 
-#include "allocator/result.hpp"
+#include "core/result.hpp"
 
 namespace xbuf {
 

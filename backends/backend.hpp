@@ -44,17 +44,12 @@
 #include <string_view>
 #include <vector>
 
-#include "allocator/fence.hpp"
-#include "allocator/result.hpp"
+#include "core/fence.hpp"
+#include "core/memory_kind.hpp"
+#include "core/result.hpp"
 
 namespace xbuf {
 
-enum class memory_kind : std::uint8_t {
-  device,         // a GPU's VRAM
-  host_pinned,    // page-locked system memory, registered with the GPU runtime when one is present
-  host_pageable,  // ordinary system memory
-};
-std::string_view to_string(memory_kind k) noexcept;
 
 struct device_info {
   std::string name;          // "sim0", "NVIDIA H100 80GB HBM3"

@@ -23,9 +23,9 @@
 #include <string_view>
 #include <vector>
 
-#include "allocator/result.hpp"
 #include "backends/backend.hpp"
 #include "backends/sim/sim_backend.hpp"
+#include "core/result.hpp"
 
 #if XBUF_HAVE_CUDA_BACKEND
 #include "backends/cuda/cuda_backend.hpp"

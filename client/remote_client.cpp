@@ -10,10 +10,11 @@
 #include <cstring>
 #include <utility>
 
+#include "core/errno_text.hpp"
+
 namespace xbuf::client {
 
 namespace {
-std::string errno_text(int e) { return std::strerror(e); }
 }  // namespace
 
 remote_client::remote_client(int fd) : fd_(fd), parser_(std::make_unique<wire::frame_parser>(false)) {}

@@ -32,7 +32,7 @@
 #include <string>
 #include <vector>
 
-#include "allocator/result.hpp"
+#include "core/result.hpp"
 #include "server/protocol.hpp"
 
 namespace xbuf::client {

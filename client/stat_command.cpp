@@ -5,8 +5,8 @@
 #include <string>
 #include <string_view>
 
-#include "allocator/units.hpp"
 #include "client/remote_client.hpp"
+#include "core/units.hpp"
 #include "server/protocol.hpp"
 
 namespace xbuf::client {

@@ -23,9 +23,9 @@
 #include <memory>
 
 #include "allocator/memory_manager.hpp"
-#include "allocator/result.hpp"
 #include "backends/backend.hpp"
 #include "backends/sim/sim_backend.hpp"
+#include "core/result.hpp"
 #include "p2p/topology.hpp"
 
 namespace xbuf::p2p {

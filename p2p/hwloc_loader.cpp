@@ -14,6 +14,7 @@
 #include <string_view>
 #include <utility>
 
+#include "core/errno_text.hpp"
 #include "p2p/pci_details.hpp"
 
 namespace xbuf::p2p {
@@ -248,14 +249,14 @@ result<topology> load_topology_xml(const std::string& path) {
   if (::stat(path.c_str(), &st) != 0) {
     const int e = errno;
     return fail(e == ENOENT ? errc::not_found : errc::io_error,
-                what + ": cannot open: " + std::strerror(e));
+                what + ": cannot open: " + errno_text(e));
   }
   if (S_ISDIR(st.st_mode)) return fail(errc::invalid_argument, what + ": is a directory");
   std::FILE* f = std::fopen(path.c_str(), "rb");
   if (f == nullptr) {
     const int e = errno;
     return fail(e == EACCES ? errc::permission_denied : errc::io_error,
-                what + ": cannot open: " + std::strerror(e));
+                what + ": cannot open: " + errno_text(e));
   }
   char head[256];
   const std::size_t got = std::fread(head, 1, sizeof head, f);
@@ -271,7 +272,7 @@ result<topology> load_topology_xml(const std::string& path) {
   }
   hwloc_topology_set_io_types_filter(h.topo, HWLOC_TYPE_FILTER_KEEP_ALL);
   if (hwloc_topology_set_xml(h.topo, path.c_str()) != 0) {
-    return fail(errc::parse_error, what + ": hwloc cannot read it as XML: " + std::strerror(errno));
+    return fail(errc::parse_error, what + ": hwloc cannot read it as XML: " + errno_text(errno));
   }
   if (hwloc_topology_load(h.topo) != 0) {
     return fail(errc::parse_error,
@@ -290,7 +291,7 @@ result<topology> load_topology_live(std::string* pci_note) {
   if (hwloc_topology_load(h.topo) != 0) {
     return fail(errc::io_error,
                 std::string("live topology: hwloc cannot discover this machine: ") +
-                    std::strerror(errno));
+                    errno_text(errno));
   }
   topology out = build(h.topo, "live");
   // hwloc's live discovery with every I/O object kept sees the whole root bus.

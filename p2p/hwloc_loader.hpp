@@ -29,7 +29,7 @@
 
 #include <string>
 
-#include "allocator/result.hpp"
+#include "core/result.hpp"
 #include "p2p/topology.hpp"
 
 namespace xbuf::p2p {

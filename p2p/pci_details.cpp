@@ -6,6 +6,8 @@
 #include <cstdio>
 #include <cstring>
 
+#include "core/errno_text.hpp"
+
 namespace xbuf::p2p {
 
 namespace {
@@ -97,7 +99,7 @@ result<std::vector<pci_function_details>> read_pci_details() {
   const int err = pci_system_init();
   if (err != 0) {
     return fail(errc::io_error,
-                std::string("libpciaccess: cannot initialize: ") + std::strerror(err));
+                "libpciaccess: cannot initialize: " + errno_text(err));
   }
   std::vector<pci_function_details> out;
   pci_device_iterator* it = pci_slot_match_iterator_create(nullptr);

@@ -23,8 +23,8 @@
 #include <string>
 #include <vector>
 
-#include "allocator/result.hpp"
-#include "p2p/pci_address.hpp"
+#include "core/pci_address.hpp"
+#include "core/result.hpp"
 #include "p2p/topology.hpp"
 
 namespace xbuf::p2p {

@@ -36,8 +36,8 @@
 #include <optional>
 #include <string>
 
-#include "allocator/result.hpp"
-#include "p2p/pci_address.hpp"
+#include "core/pci_address.hpp"
+#include "core/result.hpp"
 #include "p2p/rules.hpp"
 #include "p2p/topology.hpp"
 

@@ -31,7 +31,7 @@
 #include <string>
 #include <vector>
 
-#include "p2p/pci_address.hpp"
+#include "core/pci_address.hpp"
 
 namespace xbuf::p2p {
 

@@ -49,8 +49,8 @@
 
 #include "allocator/buffer.hpp"
 #include "allocator/domain.hpp"
-#include "allocator/reservation.hpp"
-#include "allocator/result.hpp"
+#include "core/reservation.hpp"
+#include "core/result.hpp"
 
 namespace xbuf::wire {
 

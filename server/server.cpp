@@ -23,7 +23,8 @@
 #include <mutex>
 #include <optional>
 
-#include "allocator/units.hpp"
+#include "core/errno_text.hpp"
+#include "core/units.hpp"
 #include "server/protocol.hpp"
 
 namespace xbuf::server {
@@ -36,7 +37,6 @@ constexpr auto tuple_awaitable = asio::experimental::as_tuple(asio::use_awaitabl
 
 namespace {
 
-std::string errno_text(int e) { return std::strerror(e); }
 
 
 struct client_record {

@@ -36,7 +36,7 @@
 #include <string>
 
 #include "allocator/memory_manager.hpp"
-#include "allocator/result.hpp"
+#include "core/result.hpp"
 
 namespace xbuf::server {
 

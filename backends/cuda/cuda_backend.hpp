@@ -41,8 +41,8 @@
 #include <memory>
 #include <string>
 
-#include "allocator/result.hpp"
 #include "backends/backend.hpp"
+#include "core/result.hpp"
 
 namespace xbuf {
 

@@ -33,7 +33,7 @@
 #include <memory>
 #include <string>
 
-#include "allocator/result.hpp"
+#include "core/result.hpp"
 
 namespace xbuf {
 

@@ -23,7 +23,7 @@
 #include <string>
 #include <string_view>
 
-#include "allocator/result.hpp"
+#include "core/result.hpp"
 
 namespace xbuf {
 

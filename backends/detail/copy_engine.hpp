@@ -45,9 +45,9 @@
 #include <thread>
 #include <vector>
 
-#include "allocator/fence.hpp"
-#include "allocator/result.hpp"
 #include "backends/backend.hpp"
+#include "core/fence.hpp"
+#include "core/result.hpp"
 
 namespace xbuf::detail {
 

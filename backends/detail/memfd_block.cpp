@@ -10,10 +10,11 @@
 #include <cstring>
 #include <utility>
 
+#include "core/errno_text.hpp"
+
 namespace xbuf::detail {
 
 namespace {
-std::string errno_text(int e) { return std::string(std::strerror(e)) + " (errno " + std::to_string(e) + ")"; }
 }  // namespace
 
 std::size_t page_size() noexcept {

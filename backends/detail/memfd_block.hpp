@@ -26,8 +26,8 @@
 #include <string>
 #include <string_view>
 
-#include "allocator/result.hpp"
 #include "backends/backend.hpp"
+#include "core/result.hpp"
 
 namespace xbuf::detail {
 

@@ -38,7 +38,7 @@
 #include <thread>
 #include <unordered_map>
 
-#include "allocator/fence.hpp"
+#include "core/fence.hpp"
 
 namespace xbuf::gpu {
 

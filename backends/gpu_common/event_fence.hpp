@@ -30,7 +30,7 @@
 #include <string>
 #include <string_view>
 
-#include "allocator/fence.hpp"
+#include "core/fence.hpp"
 
 namespace xbuf::gpu {
 

@@ -32,7 +32,7 @@
 #include <thread>
 #include <vector>
 
-#include "allocator/fence.hpp"
+#include "core/fence.hpp"
 
 namespace xbuf::gpu {
 

@@ -11,6 +11,8 @@
 #include <cstring>
 #include <string>
 
+#include "core/errno_text.hpp"
+
 namespace xbuf::gpu {
 
 namespace {
@@ -26,7 +28,7 @@ std::size_t page_size() noexcept {
 
 error errno_error(const std::string& what, int err) {
   const errc code = err == ENOMEM ? errc::out_of_memory : errc::io_error;
-  return fail(code, what + ": " + std::strerror(err));
+  return fail(code, what + ": " + errno_text(err));
 }
 
 }  // namespace

@@ -19,7 +19,7 @@
 #include <cstddef>
 #include <string>
 
-#include "allocator/result.hpp"
+#include "core/result.hpp"
 
 namespace xbuf::gpu {
 

@@ -16,11 +16,12 @@
 #include "backends/gpu_common/deferred_submitter.hpp"
 #include "backends/gpu_common/event_fence.hpp"
 #include "backends/gpu_common/event_poller.hpp"
-#include "backends/gpu_common/pci_address.hpp"
+#include "backends/gpu_common/pci_numa.hpp"
 #include "backends/hip/detail/hip_device.hpp"
 #include "backends/hip/detail/hip_memory.hpp"
 #include "backends/hip/hip_error.hpp"
 #include "backends/hip/hip_runtime.hpp"
+#include "core/pci_address.hpp"
 
 namespace xbuf {
 
@@ -203,7 +204,7 @@ result<std::shared_ptr<hip_device>> open_device(const std::shared_ptr<const hip_
   info.memory_bytes = total;
   char bus[32] = {};
   if (rt->hipDeviceGetPCIBusId(bus, sizeof bus - 1, index) == hipSuccess) {
-    info.pci_address = gpu::normalize_pci_address(bus).value_or("");
+    info.pci_address = normalize_pci_address(bus).value_or("");
   }
   if (!info.pci_address.empty()) info.numa_node = gpu::numa_node_of_pci_device(info.pci_address);
 

@@ -18,7 +18,7 @@
 #include <string>
 #include <string_view>
 
-#include "allocator/result.hpp"
+#include "core/result.hpp"
 
 namespace xbuf {
 

@@ -14,6 +14,7 @@
 
 #include "backends/detail/copy_engine.hpp"
 #include "backends/detail/memfd_block.hpp"
+#include "core/errno_text.hpp"
 
 namespace xbuf {
 
@@ -44,7 +45,6 @@ struct host_state {
 
 namespace {
 
-std::string errno_text(int e) { return std::string(std::strerror(e)) + " (errno " + std::to_string(e) + ")"; }
 
 std::string memlock_limit_text() {
   rlimit rl{};

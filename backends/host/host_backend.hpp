@@ -42,8 +42,8 @@
 #include <string>
 #include <vector>
 
-#include "allocator/result.hpp"
 #include "backends/backend.hpp"
+#include "core/result.hpp"
 
 namespace xbuf {
 

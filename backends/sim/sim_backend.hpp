@@ -49,10 +49,10 @@
 #include <string>
 #include <vector>
 
-#include "allocator/fence.hpp"
-#include "allocator/result.hpp"
 #include "backends/backend.hpp"
 #include "backends/host/host_backend.hpp"
+#include "core/fence.hpp"
+#include "core/result.hpp"
 
 namespace xbuf {
 

@@ -14,8 +14,8 @@
 #include <string_view>
 #include <vector>
 
-#include "allocator/result.hpp"
 #include "backends/backend.hpp"
+#include "core/result.hpp"
 
 namespace xbuf::test {
 

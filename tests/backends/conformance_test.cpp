@@ -20,8 +20,8 @@
 #include <string>
 #include <vector>
 
-#include "allocator/fence.hpp"
 #include "backends/backend.hpp"
+#include "core/fence.hpp"
 #include "tests/backends/backend_factories.hpp"
 #include "tests/backends/backend_test_util.hpp"
 

@@ -2,7 +2,7 @@
 //
 // The pieces the CUDA and HIP backends share, tested without any GPU: event
 // fences over a fake runtime event, the poller, the deferred submitter, the
-// fd-shareable host memory and PCI address normalization.
+// fd-shareable host memory and the sysfs NUMA lookup.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -15,7 +15,7 @@
 #include "backends/gpu_common/event_fence.hpp"
 #include "backends/gpu_common/event_poller.hpp"
 #include "backends/gpu_common/host_mapping.hpp"
-#include "backends/gpu_common/pci_address.hpp"
+#include "backends/gpu_common/pci_numa.hpp"
 
 namespace xbuf::gpu {
 namespace {
@@ -43,22 +43,6 @@ class fake_event final : public gpu_event {
  private:
   std::shared_ptr<fake_state> s_;
 };
-
-TEST(PciAddressTest, NormalizesDriverFormsToLowerCaseFourDigitDomain) {
-  EXPECT_EQ(normalize_pci_address("0000:3B:00.0"), "0000:3b:00.0");
-  EXPECT_EQ(normalize_pci_address("00000000:3B:00.0"), "0000:3b:00.0");
-  EXPECT_EQ(normalize_pci_address("3b:1f.7"), "0000:3b:1f.7");
-  EXPECT_EQ(normalize_pci_address(std::string_view("0001:C1:00.1\0", 13)), "0001:c1:00.1");
-}
-
-TEST(PciAddressTest, RejectsMalformedAddresses) {
-  EXPECT_FALSE(normalize_pci_address(""));
-  EXPECT_FALSE(normalize_pci_address("0000:3b:00"));
-  EXPECT_FALSE(normalize_pci_address("0000:3b:20.0"));  // device > 0x1f
-  EXPECT_FALSE(normalize_pci_address("0000:3b:00.8"));  // function > 7
-  EXPECT_FALSE(normalize_pci_address("zz:00.0"));
-  EXPECT_FALSE(normalize_pci_address("0000:3b:00.0x"));
-}
 
 TEST(PciAddressTest, NumaNodeOfAbsentDeviceIsUnknown) {
   EXPECT_EQ(numa_node_of_pci_device("ffff:ff:1f.7"), -1);

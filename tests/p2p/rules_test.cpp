@@ -5,7 +5,7 @@
 // the AMD Zen rule, sockets, missing root-bus devices, NVLink/xGMI.
 #include <gtest/gtest.h>
 
-#include "p2p/pci_address.hpp"
+#include "core/pci_address.hpp"
 #include "p2p/rules.hpp"
 #include "p2p/topology.hpp"
 

@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: MIT
 #include "backends/cuda/detail/cuda_device.hpp"
 
-#include "allocator/fence.hpp"
 #include "backends/cuda/cuda_error.hpp"
-#include "backends/gpu_common/pci_address.hpp"
+#include "backends/gpu_common/pci_numa.hpp"
+#include "core/fence.hpp"
+#include "core/pci_address.hpp"
 
 namespace xbuf::cuda_detail {
 
@@ -69,7 +70,7 @@ result<opened_device> open_cuda_device(std::shared_ptr<const cuda_driver> driver
   info.memory_bytes = total;
   char bus[32] = {};
   if (drv.cuDeviceGetPCIBusId(bus, sizeof bus - 1, dev->handle) == CUDA_SUCCESS) {
-    info.pci_address = gpu::normalize_pci_address(bus).value_or("");
+    info.pci_address = normalize_pci_address(bus).value_or("");
   }
   // The host node closest to the GPU (CUDA 12.2+ drivers); older drivers
   // reject the attribute, and sysfs knows it for every PCI device.

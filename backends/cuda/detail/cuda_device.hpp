@@ -26,9 +26,9 @@
 #include <string>
 #include <vector>
 
-#include "allocator/result.hpp"
 #include "backends/backend.hpp"
 #include "backends/cuda/cuda_driver.hpp"
+#include "core/result.hpp"
 
 namespace xbuf::cuda_detail {
 

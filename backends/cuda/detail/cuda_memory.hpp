@@ -24,10 +24,10 @@
 #include <cstddef>
 #include <memory>
 
-#include "allocator/result.hpp"
 #include "backends/backend.hpp"
 #include "backends/cuda/detail/cuda_device.hpp"
 #include "backends/gpu_common/host_mapping.hpp"
+#include "core/result.hpp"
 
 namespace xbuf::cuda_detail {
 

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "backends/hip/hip_error.hpp"
+#include "core/errno_text.hpp"
 
 namespace xbuf::hip_detail {
 
@@ -173,7 +174,7 @@ result<exported_memory> export_block(const memory_span& span) {
   }
   if (const auto* host = dynamic_cast<const host_block*>(b)) {
     const int fd = ::dup(host->mapping.fd);
-    if (fd < 0) return fail(errc::io_error, std::string("dup(host block fd): ") + std::strerror(errno));
+    if (fd < 0) return fail(errc::io_error, "dup(host block fd): " + errno_text(errno));
     const auto base_offset = static_cast<std::size_t>(static_cast<const char*>(host->host_ptr) -
                                                       static_cast<const char*>(host->mapping.ptr));
     return exported_memory{fd, base_offset + span.offset, span.size, host->kind};

@@ -12,10 +12,10 @@
 #include <cstddef>
 #include <memory>
 
-#include "allocator/result.hpp"
 #include "backends/backend.hpp"
 #include "backends/gpu_common/host_mapping.hpp"
 #include "backends/hip/detail/hip_device.hpp"
+#include "core/result.hpp"
 
 namespace xbuf::hip_detail {
 

@@ -17,7 +17,7 @@
 #include <functional>
 #include <vector>
 
-#include "allocator/fence.hpp"
+#include "core/fence.hpp"
 
 namespace xbuf {
 

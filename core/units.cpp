@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-#include "allocator/units.hpp"
+#include "core/units.hpp"
 
 #include <cstdio>
 

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
-// Behaviour of fences, timelines, waits and deadlines (allocator/fence.hpp).
-#include "allocator/fence.hpp"
+// Behaviour of fences, timelines and waits (core/fence.hpp, core/timeline.hpp).
+#include "core/fence.hpp"
+#include "core/timeline.hpp"
 
 #include <gtest/gtest.h>
 
@@ -380,49 +381,6 @@ TEST(WaitAllTest, TimesOutWhileOneFenceIsPending) {
   EXPECT_TRUE(wait_all({}, 0s)) << "nothing to wait for";
   std::vector<fence_ptr> with_null{nullptr};
   EXPECT_EQ(wait_all(with_null, 0s).code(), errc::invalid_argument);
-}
-
-TEST(DeadlineWatchdogTest, SignalsAFenceWithEtimedoutWhenItsDeadlinePasses) {
-  std::promise<fence_ptr> expired;
-  deadline_watchdog dog([&](const fence_ptr& f) { expired.set_value(f); });
-  auto f = make_fence();
-  dog.watch(f, fence_clock::now() + 10ms);
-  auto fut = expired.get_future();
-  ASSERT_EQ(fut.wait_for(10s), std::future_status::ready);
-  EXPECT_EQ(fut.get(), f);
-  EXPECT_TRUE(f->is_signaled());
-  EXPECT_EQ(f->error(), -ETIMEDOUT);
-  EXPECT_EQ(dog.expired_count(), 1u);
-  EXPECT_EQ(dog.pending(), 0u);
-}
-
-TEST(DeadlineWatchdogTest, AFenceSignaledInTimeIsNotExpired) {
-  std::atomic<int> expirations{0};
-  deadline_watchdog dog([&](const fence_ptr&) { ++expirations; });
-  auto in_time = make_fence();
-  auto late = make_fence();
-  dog.watch(in_time, fence_clock::now() + 20ms);
-  dog.watch(late, fence_clock::now() + 30ms);
-  EXPECT_EQ(dog.pending(), 2u);
-  ASSERT_TRUE(in_time->signal());
-  ASSERT_TRUE(late->wait(10s));
-  EXPECT_EQ(in_time->error(), 0);
-  EXPECT_EQ(late->error(), -ETIMEDOUT);
-  // The expiry callback runs just after the signal; wait for the count.
-  for (int i = 0; i < 1000 && dog.expired_count() < 1; ++i) std::this_thread::sleep_for(1ms);
-  EXPECT_EQ(dog.expired_count(), 1u);
-  EXPECT_EQ(expirations.load(), 1);
-}
-
-TEST(DeadlineWatchdogTest, EarlierDeadlineAddedLaterIsHonoured) {
-  deadline_watchdog dog;
-  auto far = make_fence();
-  auto near = make_fence();
-  dog.watch(far, fence_clock::now() + 1h);
-  dog.watch(near, fence_clock::now() + 5ms);
-  EXPECT_TRUE(near->wait(10s)) << "the watchdog must wake for a new earliest deadline";
-  EXPECT_EQ(near->error(), -ETIMEDOUT);
-  EXPECT_FALSE(far->is_signaled());
 }
 
 }  // namespace

@@ -8,8 +8,9 @@
 // XBUF_STRESS_SECONDS=N to run for N seconds instead (no iteration bound).
 // Data races on the plain (non-atomic) fields below are what ThreadSanitizer
 // would report if mutual exclusion broke.
-#include "allocator/reservation.hpp"
-#include "allocator/ww_mutex.hpp"
+#include "core/reservation.hpp"
+#include "core/timeline.hpp"
+#include "core/ww_mutex.hpp"
 
 #include <gtest/gtest.h>
 

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 // Behaviour of reservations: reserve-then-add, usages, pruning, lock-free
 // snapshots and waits (allocator/reservation.hpp).
-#include "allocator/reservation.hpp"
+#include "core/reservation.hpp"
+#include "core/timeline.hpp"
 
 #include <gtest/gtest.h>
 

@@ -18,7 +18,7 @@
 //     ww_mutex. Lock order is therefore
 //     cancel token mutex -> ww_mutex::mutex_; a waiter registers and
 //     unregisters only while NOT holding mutex_.
-#include "allocator/ww_mutex.hpp"
+#include "core/ww_mutex.hpp"
 
 #include <algorithm>
 #include <atomic>

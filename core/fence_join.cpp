@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-#include "allocator/fence_join.hpp"
+#include "core/fence_join.hpp"
 
 #include <algorithm>
 #include <atomic>

@@ -11,17 +11,20 @@
 // Rules
 //   - Plain value type; no allocation except in to_string().
 //   - parse() accepts "dddd:bb:dd.f" and the domain-less "bb:dd.f" (domain 0),
-//     hex digits in either case; anything else is invalid_argument.
+//     hex digits in either case; anything else is invalid_argument. Domains
+//     are 32 bits, as Linux has them (VMD and Hyper-V use domains past
+//     0xffff), so "10000:00:00.0" is an address.
 #pragma once
 
 #include <compare>
 #include <cstdint>
 #include <string>
+#include <optional>
 #include <string_view>
 
-#include "allocator/result.hpp"
+#include "core/result.hpp"
 
-namespace xbuf::p2p {
+namespace xbuf {
 
 struct pci_address {
   std::uint32_t domain = 0;
@@ -44,4 +47,10 @@ struct pci_address {
   static result<pci_address> parse(std::string_view text);
 };
 
-}  // namespace xbuf::p2p
+// A runtime's bus id ("00000000:3B:00.0", NUL- or space-padded) in the
+// canonical lower-case form ("0000:3b:00.0"), or nullopt when it is not a PCI
+// address. The GPU backends use it for device_info::pci_address.
+// Context: pure.
+std::optional<std::string> normalize_pci_address(std::string_view raw);
+
+}  // namespace xbuf

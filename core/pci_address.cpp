@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: MIT
-#include "p2p/pci_address.hpp"
+#include "core/pci_address.hpp"
 
 #include <charconv>
 #include <cstdio>
 
-namespace xbuf::p2p {
+namespace xbuf {
 
 std::string pci_address::to_string() const {
   char buf[32];
@@ -52,4 +52,14 @@ result<pci_address> pci_address::parse(std::string_view text) {
                      static_cast<std::uint8_t>(dev), static_cast<std::uint8_t>(fn)};
 }
 
-}  // namespace xbuf::p2p
+std::optional<std::string> normalize_pci_address(std::string_view raw) {
+  while (!raw.empty() && (raw.back() == '\0' || raw.back() == ' ' || raw.back() == '\n')) {
+    raw.remove_suffix(1);
+  }
+  while (!raw.empty() && raw.front() == ' ') raw.remove_prefix(1);
+  auto parsed = pci_address::parse(raw);
+  if (!parsed) return std::nullopt;
+  return parsed->to_string();
+}
+
+}  // namespace xbuf

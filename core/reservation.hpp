@@ -55,9 +55,9 @@
 #include <string_view>
 #include <vector>
 
-#include "allocator/fence.hpp"
-#include "allocator/result.hpp"
-#include "allocator/ww_mutex.hpp"
+#include "core/fence.hpp"
+#include "core/result.hpp"
+#include "core/ww_mutex.hpp"
 
 namespace xbuf {
 

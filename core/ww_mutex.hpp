@@ -74,8 +74,8 @@
 #include <thread>
 #include <vector>
 
-#include "allocator/fence.hpp"
-#include "allocator/result.hpp"
+#include "core/fence.hpp"
+#include "core/result.hpp"
 
 namespace xbuf {
 

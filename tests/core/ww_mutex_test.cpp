@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // Behaviour of the wait-die mutex and acquire contexts (allocator/ww_mutex.hpp).
-#include "allocator/ww_mutex.hpp"
+#include "core/ww_mutex.hpp"
 
 #include <gtest/gtest.h>
 

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 //
-// fence.cpp - fences, timelines, waits and the deadline watchdog.
+// fence.cpp - fences and waits on them.
 //
 // Implementation notes
 //   - Callbacks are moved out of the fence one at a time and run without the
@@ -14,10 +14,12 @@
 //     removed before the waiter goes out of scope, and both notify while
 //     holding the waiter's mutex, so the waiter never sees a notify after it
 //     returned.
-#include "allocator/fence.hpp"
+#include "core/fence.hpp"
 
 #include <algorithm>
 #include <cerrno>
+
+#include "core/timeline.hpp"
 
 namespace xbuf {
 
@@ -46,44 +48,8 @@ status timed_out_error(fence_clock::time_point deadline) {
 }
 status cancelled_error() { return fail(errc::cancelled, "wait cancelled"); }
 
-fence_clock::time_point deadline_after(fence_clock::duration timeout) {
-  const auto now = fence_clock::now();
-  if (timeout >= fence_clock::time_point::max() - now) return fence_clock::time_point::max();
-  return now + timeout;
-}
-
 }  // namespace
 
-// ---------------------------------------------------------------- cancel_token
-
-void cancel_token::cancel() {
-  std::lock_guard lock(mutex_);
-  if (cancelled_.exchange(true, std::memory_order_acq_rel)) return;
-  // Wakers run under mutex_ so ~scoped_waker() cannot return while one of
-  // them is still touching a waiter (lock order: token mutex -> waiter mutex).
-  for (auto& [id, wake] : wakers_) wake();
-  wakers_.clear();
-}
-
-cancel_token::scoped_waker::scoped_waker(const cancel_token* token, std::function<void()> wake) {
-  if (token == nullptr) return;
-  // const_cast: a waker is bookkeeping, not a change of the token's
-  // observable state (cancelled or not).
-  auto* t = const_cast<cancel_token*>(token);
-  std::lock_guard lock(t->mutex_);
-  if (t->cancelled_.load(std::memory_order_acquire)) return;
-  id_ = t->next_waker_++;
-  t->wakers_.emplace_back(id_, std::move(wake));
-  token_ = t;
-}
-
-cancel_token::scoped_waker::~scoped_waker() {
-  if (token_ == nullptr) return;
-  std::lock_guard lock(token_->mutex_);
-  std::erase_if(token_->wakers_, [this](const auto& w) { return w.first == id_; });
-}
-
-// ----------------------------------------------------------------------- fence
 
 fence::fence(std::uint64_t context, std::uint64_t seqno) : context_(context), seqno_(seqno) {}
 
@@ -264,56 +230,6 @@ std::string fence::describe() const {
   return s;
 }
 
-// -------------------------------------------------------------------- timeline
-
-timeline::timeline(std::string name) : context_(fence::allocate_context()), name_(std::move(name)) {}
-
-std::shared_ptr<timeline> timeline::create(std::string name) {
-  return std::shared_ptr<timeline>(new timeline(std::move(name)));
-}
-
-fence_ptr timeline::next_fence() {
-  std::lock_guard lock(mutex_);
-  auto f = fence_ptr(new fence(context_, ++last_seqno_));
-  f->timeline_ = shared_from_this();
-  // Drop entries at the front that are gone or done, so the list stays as
-  // long as the work actually in flight.
-  while (!pending_.empty()) {
-    auto front = pending_.front().lock();
-    if (front && !front->signaled_.load(std::memory_order_acquire)) break;
-    pending_.pop_front();
-  }
-  pending_.push_back(f);
-  return f;
-}
-
-std::uint64_t timeline::last_seqno() const noexcept {
-  std::lock_guard lock(mutex_);
-  return last_seqno_;
-}
-
-std::vector<fence_ptr> timeline::collect_pending(std::uint64_t max_seqno) {
-  std::vector<fence_ptr> todo;
-  std::lock_guard lock(mutex_);
-  for (auto& w : pending_) {
-    auto f = w.lock();
-    if (!f) continue;
-    if (f->seqno() > max_seqno) break;  // pending_ is in seqno order
-    if (!f->signaled_.load(std::memory_order_acquire)) todo.push_back(std::move(f));
-  }
-  return todo;
-}
-
-void timeline::signal_predecessors(std::uint64_t seqno) noexcept {
-  if (seqno <= 1) return;
-  // Signaled outside mutex_: callbacks may create fences on this timeline.
-  for (auto& f : collect_pending(seqno - 1)) (void)f->signal_one(0);
-}
-
-void timeline::signal_through(std::uint64_t seqno, int error) noexcept {
-  for (auto& f : collect_pending(seqno)) (void)f->signal_one(error);
-}
-
 // ------------------------------------------------------------- wait_any / all
 
 result<std::size_t> wait_any(std::span<const fence_ptr> fences, fence_clock::duration timeout,
@@ -378,74 +294,5 @@ status wait_all(std::span<const fence_ptr> fences, fence_clock::duration timeout
 
 // ----------------------------------------------------------- deadline_watchdog
 
-// Heap order: the earliest deadline on top.
-bool deadline_watchdog::later(const entry& a, const entry& b) { return a.deadline > b.deadline; }
-
-deadline_watchdog::deadline_watchdog(expired_fn on_expire)
-    : on_expire_(std::move(on_expire)), thread_([this] { run(); }) {}
-
-deadline_watchdog::~deadline_watchdog() {
-  {
-    std::lock_guard lock(mutex_);
-    stop_ = true;
-  }
-  wake_.notify_all();
-  thread_.join();
-}
-
-void deadline_watchdog::watch(fence_ptr f, fence_clock::time_point deadline) {
-  if (!f || f->is_signaled()) return;
-  bool earliest = false;
-  {
-    std::lock_guard lock(mutex_);
-    // Fences that signaled in time stay in the heap until their deadline;
-    // sweep them when the heap has doubled so it tracks the live set.
-    if (entries_.size() >= 2 * swept_size_ + 64) {
-      std::erase_if(entries_, [](const entry& e) { return e.f->is_signaled(); });
-      std::make_heap(entries_.begin(), entries_.end(), later);
-      swept_size_ = entries_.size();
-    }
-    earliest = entries_.empty() || deadline < entries_.front().deadline;
-    entries_.push_back({deadline, std::move(f)});
-    std::push_heap(entries_.begin(), entries_.end(), later);
-  }
-  if (earliest) wake_.notify_all();
-}
-
-std::size_t deadline_watchdog::pending() const {
-  std::lock_guard lock(mutex_);
-  return static_cast<std::size_t>(std::count_if(entries_.begin(), entries_.end(),
-                                                [](const entry& e) { return !e.f->is_signaled(); }));
-}
-
-void deadline_watchdog::run() {
-  std::unique_lock lock(mutex_);
-  while (!stop_) {
-    if (entries_.empty()) {
-      wake_.wait(lock);
-      continue;
-    }
-    const auto next = entries_.front().deadline;
-    if (fence_clock::now() < next) {
-      wake_.wait_until(lock, next);
-      continue;
-    }
-    std::vector<fence_ptr> expired;
-    while (!entries_.empty() && entries_.front().deadline <= fence_clock::now()) {
-      std::pop_heap(entries_.begin(), entries_.end(), later);
-      expired.push_back(std::move(entries_.back().f));
-      entries_.pop_back();
-    }
-    // Signal outside the lock: callbacks may call watch() again.
-    lock.unlock();
-    for (auto& f : expired) {
-      if (f->signal(-ETIMEDOUT)) {
-        expired_.fetch_add(1, std::memory_order_relaxed);
-        if (on_expire_) on_expire_(f);
-      }
-    }
-    lock.lock();
-  }
-}
 
 }  // namespace xbuf

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-#include "allocator/result.hpp"
+#include "core/result.hpp"
 
 namespace xbuf {
 

@@ -13,7 +13,7 @@
 //     fence may signal it and run callbacks that read this reservation), and
 //     fence references dropped by a prune or a replacement are released after
 //     snapshot_mutex_ is unlocked, so a fence's destructor never runs under it.
-#include "allocator/reservation.hpp"
+#include "core/reservation.hpp"
 
 #include <algorithm>
 #include <cassert>
@@ -31,12 +31,6 @@ std::string describe(const reservation* r) {
   char buf[48];
   std::snprintf(buf, sizeof buf, "reservation@%p", static_cast<const void*>(r));
   return buf;
-}
-
-fence_clock::time_point deadline_after(fence_clock::duration timeout) {
-  const auto now = fence_clock::now();
-  if (timeout >= fence_clock::time_point::max() - now) return fence_clock::time_point::max();
-  return now + timeout;
 }
 
 }  // namespace

@@ -16,7 +16,7 @@
 //
 // Rules
 //   - A fence must signal in finite time. Whoever creates one owns that duty;
-//     client fences get a deadline (deadline_watchdog) so no client can stall
+//     client fences get a deadline (allocator/deadline_watchdog.hpp) so no client can stall
 //     eviction forever.
 //   - signal() takes only the fence's own lock, a leaf: it never takes a
 //     reservation or manager lock and never waits for memory. It may be called
@@ -49,54 +49,13 @@
 #include <thread>
 #include <vector>
 
-#include "allocator/result.hpp"
+#include "core/cancel_token.hpp"
+#include "core/clock.hpp"
+#include "core/result.hpp"
 
 namespace xbuf {
 
-using fence_clock = std::chrono::steady_clock;
 
-// "Wait forever" for every timeout parameter.
-inline constexpr fence_clock::duration wait_forever = fence_clock::duration::max();
-
-// Cancels waits, as a signal interrupts a kernel wait with -ERESTARTSYS.
-// Sticky: once cancelled, every current and later wait using it returns
-// errc::cancelled. Thread-safe; must outlive the waits that use it.
-class cancel_token {
- public:
-  cancel_token() = default;
-  cancel_token(const cancel_token&) = delete;
-  cancel_token& operator=(const cancel_token&) = delete;
-
-  // Context: never blocks for long; may be called from any thread or a fence callback.
-  void cancel();
-  bool cancelled() const noexcept { return cancelled_.load(std::memory_order_acquire); }
-
-  // Wakes a waiter when the token is cancelled, for the scope of one wait:
-  // `wake` is called at most once, from cancel(), if that happens while the
-  // scoped_waker lives (not if the token was already cancelled - check
-  // cancelled() after constructing it). The destructor returns only once a
-  // running `wake` has finished, so `wake` may touch the waiter's stack.
-  // Lock order: cancel() runs `wake` under the token's mutex, so `wake` may
-  // take a leaf lock but must not cancel, register or unregister.
-  // A null token makes this a no-op.
-  class scoped_waker {
-   public:
-    scoped_waker(const cancel_token* token, std::function<void()> wake);
-    ~scoped_waker();
-    scoped_waker(const scoped_waker&) = delete;
-    scoped_waker& operator=(const scoped_waker&) = delete;
-
-   private:
-    cancel_token* token_ = nullptr;  // null when not registered
-    std::uint64_t id_ = 0;
-  };
-
- private:
-  std::atomic<bool> cancelled_{false};
-  std::mutex mutex_;
-  std::uint64_t next_waker_ = 1;  // guarded by mutex_
-  std::vector<std::pair<std::uint64_t, std::function<void()>>> wakers_;  // guarded by mutex_
-};
 
 class fence;
 using fence_ptr = std::shared_ptr<fence>;
@@ -219,38 +178,6 @@ class fence : public std::enable_shared_from_this<fence> {
   mutable std::atomic<bool> signaling_enabled_{false};
 };
 
-// A sequence of fences on one context that signal in order (a copy engine,
-// a client's job queue, sw_sync's timeline).
-class timeline : public std::enable_shared_from_this<timeline> {
- public:
-  static std::shared_ptr<timeline> create(std::string name);
-
-  std::uint64_t context() const noexcept { return context_; }
-  const std::string& name() const noexcept { return name_; }
-
-  // A new unsignaled fence with the next seqno. Context: may allocate.
-  fence_ptr next_fence();
-
-  // Signals every pending fence with seqno <= `seqno`, in order, with `error`.
-  void signal_through(std::uint64_t seqno, int error = 0) noexcept;
-
-  // Highest seqno handed out so far (0 = none).
-  std::uint64_t last_seqno() const noexcept;
-
- private:
-  friend class fence;
-  explicit timeline(std::string name);
-  // Signals pending fences with seqno < `seqno` (called by fence::signal).
-  void signal_predecessors(std::uint64_t seqno) noexcept;
-  // Unsignaled fences with seqno <= max_seqno, in order.
-  std::vector<fence_ptr> collect_pending(std::uint64_t max_seqno);
-
-  const std::uint64_t context_;
-  const std::string name_;
-  mutable std::mutex mutex_;                 // leaf, never held while signaling
-  std::uint64_t last_seqno_ = 0;             // guarded by mutex_
-  std::deque<std::weak_ptr<fence>> pending_;  // guarded by mutex_, seqno order
-};
 
 // Waits until one of `fences` signals. Returns the index of a signaled fence
 // (the lowest index if several are), errc::timed_out, errc::cancelled, or
@@ -266,41 +193,5 @@ status wait_all(std::span<const fence_ptr> fences,
                 fence_clock::duration timeout = wait_forever,
                 const cancel_token* cancel = nullptr);
 
-// Signals fences whose deadline passed with -ETIMEDOUT, then tells the owner
-// (the daemon logs the client). One thread; fences that signal in time are
-// dropped from its list without waking it.
-class deadline_watchdog {
- public:
-  using expired_fn = std::function<void(const fence_ptr&)>;
-
-  explicit deadline_watchdog(expired_fn on_expire = {});
-  ~deadline_watchdog();  // stops the thread; watched fences are left as they are
-  deadline_watchdog(const deadline_watchdog&) = delete;
-  deadline_watchdog& operator=(const deadline_watchdog&) = delete;
-
-  // Watches `f` until `deadline`. A fence already signaled is ignored.
-  void watch(fence_ptr f, fence_clock::time_point deadline);
-
-  // Fences still watched (unsignaled, deadline not reached).
-  std::size_t pending() const;
-  // Fences this watchdog has signaled with -ETIMEDOUT so far.
-  std::uint64_t expired_count() const noexcept { return expired_.load(); }
-
- private:
-  struct entry {
-    fence_clock::time_point deadline;
-    fence_ptr f;
-  };
-  static bool later(const entry& a, const entry& b);
-  void run();
-  expired_fn on_expire_;
-  mutable std::mutex mutex_;
-  std::condition_variable wake_;
-  std::vector<entry> entries_;  // guarded by mutex_; min-heap on deadline
-  std::size_t swept_size_ = 0;  // guarded by mutex_: size after the last sweep
-  bool stop_ = false;           // guarded by mutex_
-  std::atomic<std::uint64_t> expired_{0};
-  std::thread thread_;
-};
 
 }  // namespace xbuf
