@@ -87,6 +87,7 @@ struct buffer {
   int domain = -1;                 // [both] index of the manager's heap
   heap_allocation backing;         // [both]
   int pins = 0;                    // [both] pinned attachments + CPU accesses + no_evict
+  int pinned_attachments = 0;      // [both] (allocator/accounting.hpp keeps both counts)
   std::uint64_t generation = 0;    // [both] bumped on every move
   std::vector<std::shared_ptr<attachment>> attachments;  // [both]
   std::list<buffer*>::iterator lru_pos;                   // [mgr] in heaps_[domain]->lru()

@@ -3,11 +3,16 @@
 // heap.hpp - the memory of one domain: capacity, allocations, LRU, delayed free.
 //
 // Overview
-//   A VRAM heap sub-allocates one arena block from the backend with a buddy
-//   range_allocator (so allocation is O(log n) and fragmentation is known).
-//   A host heap asks the backend for one memfd block per allocation (system
-//   memory is not carved from an arena: the kernel already does that) and
-//   only keeps the byte count against its capacity.
+//   A heap is one domain's memory, as TTM's resource managers are: the
+//   interface below holds what every domain shares (capacity accounting,
+//   delayed free, the LRU container, stats) and two kinds supply where the
+//   bytes come from:
+//     - vram_heap (vram_heap.hpp) sub-allocates one arena block from the
+//       backend with a buddy range_allocator, so allocation is O(log n) and
+//       fragmentation is known (TTM's range manager);
+//     - host_heap (host_heap.hpp) asks the backend for one memfd block per
+//       allocation - the kernel already carves system memory - and only
+//       counts bytes against its capacity (TTM's sys manager).
 //
 //   Delayed free: release() does not free at once. The allocation becomes a
 //   *zombie* held together with the fences that may still touch it (a copy
@@ -21,6 +26,8 @@
 //     these calls is fine.
 //   - The LRU list is the manager's: it stores buffers least recently used
 //     first; the heap only owns the container.
+//   - Non-virtual public functions over private do_* virtuals (as
+//     backends/backend.hpp): the accounting above is written once.
 #pragma once
 
 #include <cstdint>
@@ -61,21 +68,17 @@ struct domain_stats {
 
 class heap {
  public:
-  // A VRAM heap of `capacity` bytes on `device`, in chunks of `min_block`.
-  // Errors: those of backend::allocate_device and range_allocator::create.
-  static result<std::unique_ptr<heap>> create_vram(backend& be, int device,
-                                                   std::uint64_t capacity,
-                                                   std::uint64_t min_block);
-  // A host heap (pinned or pageable) of `capacity` bytes.
-  static std::unique_ptr<heap> create_host(backend& be, bool pinned, std::uint64_t capacity);
+  virtual ~heap() = default;
+  heap(const heap&) = delete;
+  heap& operator=(const heap&) = delete;
 
   const placement& where() const noexcept { return where_; }
   const std::string& name() const noexcept { return name_; }
   std::uint64_t capacity() const noexcept { return capacity_; }
   std::uint64_t used() const noexcept { return live_bytes_ + delayed_bytes_; }
   std::uint64_t delayed_bytes() const noexcept { return delayed_bytes_; }
-  // The arena's device address base (VRAM heaps), for describing mappings.
-  const memory_block_ptr& arena() const noexcept { return arena_; }
+  // Bytes neither live nor waiting for fences.
+  std::uint64_t free_bytes() const noexcept { return capacity_ - std::min(capacity_, used()); }
 
   // Takes `size` bytes aligned to `alignment` (0 = page) without evicting.
   // Errors: out_of_memory (message names the heap, the request, used and
@@ -99,21 +102,31 @@ class heap {
   std::list<buffer*>& lru() noexcept { return lru_; }
   const std::list<buffer*>& lru() const noexcept { return lru_; }
 
+ protected:
+  heap(placement where, std::uint64_t capacity);
+
+  // An out_of_memory error naming this heap, the request and `largest`.
+  error no_room(std::uint64_t size, std::uint64_t largest) const;
+
  private:
-  heap(backend& be, placement where, std::uint64_t capacity);
-  void free_now(heap_allocation& a);
+  // do_allocate: bytes for `size` at `alignment`, without touching the
+  // accounting (allocate() adds a.bytes to live bytes). Mandatory.
+  virtual result<heap_allocation> do_allocate(std::uint64_t size, std::uint64_t alignment) = 0;
+  // do_free: returns `a`'s memory now (its fences have signaled). Mandatory;
+  // never fails.
+  virtual void do_free(heap_allocation& a) noexcept = 0;
+  // do_largest_free_block / do_fragmentation: for stats and error messages.
+  virtual std::uint64_t do_largest_free_block() const noexcept = 0;
+  virtual double do_fragmentation() const noexcept = 0;
 
   struct zombie {
     heap_allocation allocation;
     std::vector<fence_ptr> fences;
   };
 
-  backend& backend_;
   const placement where_;
   const std::string name_;
   const std::uint64_t capacity_;
-  memory_block_ptr arena_;                  // VRAM only
-  std::optional<range_allocator> ranges_;   // VRAM only
   std::uint64_t live_bytes_ = 0;
   std::uint64_t delayed_bytes_ = 0;
   std::vector<zombie> zombies_;

@@ -55,20 +55,22 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <span>
 #include <string>
 #include <vector>
 
+#include "allocator/accounting.hpp"
 #include "allocator/buffer.hpp"
 #include "allocator/deadline_watchdog.hpp"
 #include "allocator/domain.hpp"
 #include "allocator/heap.hpp"
 #include "backends/backend.hpp"
 #include "core/fence.hpp"
+#include "core/mutex.hpp"
 #include "core/reservation.hpp"
 #include "core/result.hpp"
+#include "core/thread_annotations.hpp"
 
 namespace xbuf {
 
@@ -95,6 +97,9 @@ struct manager_config {
   peer_policy_fn peer_policy;                 // default: the backend's can_access_peer
 };
 
+// How long a call that may move a buffer waits for evictions by default.
+inline constexpr fence_clock::duration default_move_timeout = std::chrono::seconds(30);
+
 struct alloc_request {
   std::uint64_t size = 0;
   std::uint64_t alignment = 0;          // 0 = page; else a power of two <= 1 GiB
@@ -102,7 +107,7 @@ struct alloc_request {
   bool cpu_access = false;              // will be accessed with begin_cpu_access
   bool no_evict = false;                // never moved (counts against pinned_limit)
   std::string name;                     // shown by stats; optional
-  fence_clock::duration timeout = std::chrono::seconds(30);  // for waits on evictions
+  fence_clock::duration timeout = default_move_timeout;  // for waits on evictions
   const cancel_token* cancel = nullptr;
 };
 
@@ -111,6 +116,7 @@ struct attach_request {
   attach_mode mode = attach_mode::dynamic;
   bool peer_capable = false;    // the importer can use another GPU's VRAM address
   move_notify_fn move_notify;   // required for dynamic, ignored for pinned
+  fence_clock::duration timeout = default_move_timeout;  // a pin that must move the buffer
 };
 
 struct address_range {
@@ -145,13 +151,6 @@ struct buffer_info {
   std::size_t fences = 0;           // unsignaled fences in its reservation
   std::uint64_t generation = 0;
   bool lost = false;
-};
-
-struct owner_stats {
-  owner_id owner = 0;
-  std::uint64_t bytes = 0;    // allocated and not freed by the owner
-  std::size_t buffers = 0;
-  std::uint64_t quota = 0;    // 0 = none
 };
 
 struct manager_counters {
@@ -234,7 +233,9 @@ class memory_manager {
   // attach), unsupported (pinned where the importer cannot reach),
   // device_lost (a move failed and the contents are gone), out_of_memory /
   // timed_out / cancelled (migrating).
-  result<mapping> map(owner_id owner, attachment_id id, const cancel_token* cancel = nullptr);
+  // `timeout` bounds the wait for room when the buffer must migrate.
+  result<mapping> map(owner_id owner, attachment_id id, const cancel_token* cancel = nullptr,
+                      fence_clock::duration timeout = default_move_timeout);
 
   // Errors: not_found, bad_state (not mapped).
   status unmap(owner_id owner, attachment_id id);
@@ -249,14 +250,17 @@ class memory_manager {
   // Moves evicted buffers back to their preferred placement (before a job
   // uses them), each at most once per promote_interval. Locks all of them
   // in one acquire context, so any order is fine.
+  // `timeout` bounds the waits for room (the locks wait as long as `cancel` allows).
   // Errors: not_found (any id; nothing is done), cancelled, timed_out.
   result<validate_report> validate(owner_id owner, std::span<const buffer_id> ids,
-                                   const cancel_token* cancel = nullptr);
+                                   const cancel_token* cancel = nullptr,
+                                   fence_clock::duration timeout = default_move_timeout);
 
   // CPU access: makes the buffer CPU-reachable (migrating to host memory if
   // it is in VRAM the CPU cannot map), keeps it there until end_cpu_access,
   // and waits for the work it must not race with: a reader waits for
-  // writers (WRITE), a writer for everything (READ).
+  // writers (WRITE), a writer for everything (READ). `timeout` bounds both
+  // the migration and the wait.
   // Errors: not_found, unsupported (no host placement allowed and the CPU
   // cannot reach VRAM), device_lost, timed_out, cancelled.
   result<cpu_mapping> begin_cpu_access(owner_id owner, buffer_id id, cpu_access_mode mode,
@@ -289,14 +293,15 @@ class memory_manager {
   const backend& device_backend() const noexcept { return backend_; }
 
  private:
+  // Where a buffer is about to live: a heap index and the memory taken there.
   struct placed {
     int domain = -1;
     heap_allocation allocation;
   };
-  using lock_t = std::unique_lock<std::mutex>;
 
   explicit memory_manager(manager_config config);
 
+  // --- lookups (memory_manager.cpp) ---
   // A buffer (or attachment) of `owner`, with the buffer's reservation
   // locked by the calling thread and checked to be still alive; the lock is
   // released when the result goes. mutex_ must not be held (lock order).
@@ -310,59 +315,81 @@ class memory_manager {
     std::shared_ptr<attachment> att;
     std::unique_lock<ww_mutex> resv;
   };
-  result<locked_buffer> lock_buffer(owner_id owner, buffer_id id);
-  result<locked_attachment> lock_attachment(owner_id owner, attachment_id id);
-
-  // Lookups; mutex_ held. nullptr when unknown or not visible to `owner`.
-  std::shared_ptr<buffer> find_locked(owner_id owner, buffer_id id) const;
+  result<locked_buffer> lock_buffer(owner_id owner, buffer_id id) XBUF_EXCLUDES(mutex_);
+  result<locked_attachment> lock_attachment(owner_id owner, attachment_id id) XBUF_EXCLUDES(mutex_);
+  // nullptr when unknown or not visible to `owner`.
+  std::shared_ptr<buffer> find_locked(owner_id owner, buffer_id id) const XBUF_REQUIRES(mutex_);
   std::shared_ptr<attachment> find_attachment_locked(owner_id owner, attachment_id id,
-                                                     std::shared_ptr<buffer>* buf) const;
+                                                     std::shared_ptr<buffer>* buf) const
+      XBUF_REQUIRES(mutex_);
+  // The heap of domain `d` (an index from domain_of or buffer::domain).
+  heap& at(int d) const XBUF_REQUIRES(mutex_) { return *heaps_[static_cast<std::size_t>(d)]; }
 
-  int domain_of(const placement& p) const noexcept;
-  bool cpu_reachable(int domain) const noexcept;
+  // --- placement (placement.cpp) ---
+  int domain_of(const placement& p) const noexcept XBUF_REQUIRES(mutex_);
+  bool cpu_reachable(int domain) const noexcept XBUF_REQUIRES(mutex_);
   // Can `att` use memory in `domain`? Fills reason and peer.
-  bool reachable(const attachment& att, int domain, std::string* reason, bool* peer) const;
-
+  bool reachable(const attachment& att, int domain, std::string* reason, bool* peer) const
+      XBUF_REQUIRES(mutex_);
+  // The domains among `buf`'s placements that `att` can reach (the CPU when
+  // `att` is null), in order of preference, `buf`'s own domain left out.
+  // attach, map and CPU access migrate to the first of these with room.
+  std::vector<int> reachable_targets(const buffer& buf, const attachment* att) const
+      XBUF_REQUIRES(mutex_);
   // Finds room for `size` bytes in the first of `domains` that has it,
-  // evicting (pipelined) from full ones; drops `lock` to wait for evictions.
-  // `self` (may be null) is never evicted. mutex_ held on entry and exit.
-  result<placed> make_room_locked(lock_t& lock, const std::vector<int>& domains,
-                                  std::uint64_t size, std::uint64_t alignment,
-                                  const buffer* self, fence_clock::time_point deadline,
-                                  const cancel_token* cancel, std::string_view what);
+  // evicting (pipelined) from full ones; drops mutex_ to wait for
+  // evictions, until `deadline`. `self` (may be null) is never evicted.
+  result<placed> make_room_locked(const std::vector<int>& domains, std::uint64_t size,
+                                  std::uint64_t alignment, const buffer* self,
+                                  fence_clock::time_point deadline, const cancel_token* cancel,
+                                  std::string_view what) XBUF_REQUIRES(mutex_);
+  // The out_of_memory error of make_room_locked: each domain, its holders.
+  error no_room_locked(const std::vector<int>& domains, std::uint64_t size,
+                       std::string_view what) XBUF_REQUIRES(mutex_);
+  void reap_locked() XBUF_REQUIRES(mutex_);
+  void touch_locked(buffer& buf) XBUF_REQUIRES(mutex_);
+
+  // --- eviction (eviction.cpp) ---
   // Evicts from `domain` until about `needed` bytes are on their way out.
-  // Returns the bytes whose moves were started. mutex_ held.
-  std::uint64_t evict_locked(int domain, std::uint64_t needed, const buffer* self);
-  // Moves `buf` (reservation held by the caller, mutex_ held) into `to`.
-  status move_locked(buffer& buf, placed to, bool eviction);
+  // Returns the bytes whose moves were started.
+  std::uint64_t evict_locked(int domain, std::uint64_t needed, const buffer* self)
+      XBUF_REQUIRES(mutex_);
+  // Moves `victim` (reservation held) out of `domain`, if it fits anywhere
+  // else. Returns the bytes on their way out (0 when it fits nowhere).
+  std::uint64_t evict_one_locked(buffer& victim, int domain) XBUF_REQUIRES(mutex_);
+  // "owner 2 holds 1 MiB in 4 buffers, ...": the largest holders of a domain.
+  std::string holders_locked(int domain) const XBUF_REQUIRES(mutex_);
+
+  // --- migration (migration.cpp) ---
+  // Moves `buf` (reservation held by the caller) into `to`.
+  status move_locked(buffer& buf, placed to, bool eviction) XBUF_REQUIRES(mutex_);
   // Moves `buf` into the first of `domains`, making room. Reservation held.
-  status migrate_locked(lock_t& lock, buffer& buf, const std::vector<int>& domains,
-                        const cancel_token* cancel, std::string_view why);
-  void destroy_locked(buffer& buf);
-  void touch_locked(buffer& buf);
-  void add_pin_locked(buffer& buf);
-  void drop_pin_locked(buffer& buf);
-  std::string holders_locked(int domain) const;
-  mapping make_mapping_locked(const buffer& buf, const attachment& att) const;
-  void reap_locked();
+  status migrate_locked(buffer& buf, const std::vector<int>& domains,
+                        fence_clock::time_point deadline, const cancel_token* cancel,
+                        std::string_view why) XBUF_REQUIRES(mutex_);
+  // One buffer of validate(): promote, defer or leave it.
+  status promote_locked(buffer& b, validate_report& report, fence_clock::time_point deadline,
+                        const cancel_token* cancel) XBUF_REQUIRES(mutex_);
+
+  // --- attachments (attachments.cpp) ---
+  mapping make_mapping_locked(const buffer& buf, const attachment& att) const XBUF_REQUIRES(mutex_);
+  // The buffer's owner-visible end: out of the index, memory to delayed free.
+  void destroy_locked(buffer& buf) XBUF_REQUIRES(mutex_);
 
   manager_config config_;
   backend& backend_;
   deadline_watchdog watchdog_;
 
-  mutable std::mutex mutex_;
-  std::vector<std::unique_ptr<heap>> heaps_;                  // guarded by mutex_
-  std::map<buffer_id, std::shared_ptr<buffer>> buffers_;      // guarded by mutex_
-  std::map<attachment_id, std::weak_ptr<attachment>> attachment_index_;  // guarded by mutex_
-  std::map<attachment_id, buffer_id> attachment_buffer_;      // guarded by mutex_
-  std::map<owner_id, std::uint64_t> owner_bytes_;             // guarded by mutex_
-  std::map<owner_id, std::uint64_t> quotas_;                  // guarded by mutex_
-  std::map<owner_id, std::vector<std::weak_ptr<fence>>> owner_fences_;  // guarded by mutex_
-  std::map<std::pair<owner_id, buffer_id>, int> cpu_accesses_;  // guarded by mutex_
-  std::uint64_t pinned_bytes_ = 0;                            // guarded by mutex_
-  buffer_id next_buffer_id_ = 1;                              // guarded by mutex_
-  attachment_id next_attachment_id_ = 1;                      // guarded by mutex_
-  manager_counters counters_;                                 // guarded by mutex_
+  mutable mutex mutex_;
+  std::vector<std::unique_ptr<heap>> heaps_ XBUF_GUARDED_BY(mutex_);
+  std::map<buffer_id, std::shared_ptr<buffer>> buffers_ XBUF_GUARDED_BY(mutex_);
+  std::map<attachment_id, std::weak_ptr<attachment>> attachment_index_ XBUF_GUARDED_BY(mutex_);
+  std::map<attachment_id, buffer_id> attachment_buffer_ XBUF_GUARDED_BY(mutex_);
+  std::map<owner_id, std::vector<std::weak_ptr<fence>>> owner_fences_ XBUF_GUARDED_BY(mutex_);
+  accounting accounts_ XBUF_GUARDED_BY(mutex_);
+  buffer_id next_buffer_id_ XBUF_GUARDED_BY(mutex_) = 1;
+  attachment_id next_attachment_id_ XBUF_GUARDED_BY(mutex_) = 1;
+  manager_counters counters_ XBUF_GUARDED_BY(mutex_);
   // Set from move jobs' fence callbacks, folded into counters_ by stats().
   std::shared_ptr<std::atomic<std::uint64_t>> failed_moves_ =
       std::make_shared<std::atomic<std::uint64_t>>(0);

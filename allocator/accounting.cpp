@@ -1,0 +1,131 @@
+// SPDX-License-Identifier: MIT
+#include "allocator/accounting.hpp"
+
+#include <string>
+
+#include "core/units.hpp"
+
+namespace xbuf {
+
+status accounting::check_pinned(std::uint64_t more, std::string_view what) const {
+  if (pinned_bytes_ + more <= pinned_limit_) return ok();
+  return fail(errc::quota_exceeded, std::string(what) + ": pinned limit " +
+                                        format_bytes(pinned_limit_) + " would be passed (" +
+                                        format_bytes(pinned_bytes_) + " pinned, " +
+                                        format_bytes(more) + " more)");
+}
+
+status accounting::charge_new(owner_id owner, std::uint64_t size, bool no_evict,
+                              std::string_view what) {
+  if (auto q = quotas_.find(owner); q != quotas_.end() && q->second != 0) {
+    const auto held = owner_bytes(owner);
+    if (held + size > q->second) {
+      return fail(errc::quota_exceeded, std::string(what) + ": owner quota " +
+                                            format_bytes(q->second) + " would be passed (" +
+                                            format_bytes(held) + " held)");
+    }
+  }
+  if (no_evict) {
+    if (auto s = check_pinned(size, what); !s) return s;
+    pinned_bytes_ += size;
+  }
+  owner_bytes_[owner] += size;
+  return ok();
+}
+
+void accounting::refund_new(owner_id owner, std::uint64_t size, bool no_evict) noexcept {
+  owner_bytes_[owner] -= size;
+  if (no_evict) pinned_bytes_ -= size;
+}
+
+void accounting::placed_new(buffer& b) noexcept {
+  if (b.no_evict) ++b.pins;
+}
+
+void accounting::owner_freed(const buffer& b) noexcept { owner_bytes_[b.owner] -= b.size; }
+
+void accounting::destroyed(const buffer& b) noexcept {
+  if (b.no_evict) pinned_bytes_ -= b.size;
+}
+
+std::uint64_t accounting::owner_bytes(owner_id owner) const noexcept {
+  auto it = owner_bytes_.find(owner);
+  return it == owner_bytes_.end() ? 0 : it->second;
+}
+
+std::vector<std::pair<buffer_id, int>> accounting::forget_owner(owner_id owner) {
+  quotas_.erase(owner);
+  std::vector<std::pair<buffer_id, int>> open;
+  std::erase_if(cpu_accesses_, [&](const auto& e) {
+    if (e.first.first != owner) return false;
+    open.emplace_back(e.first.second, e.second);
+    return true;
+  });
+  return open;
+}
+
+status accounting::pin_attachment(buffer& b, std::string_view what) {
+  b.resv.assert_held();
+  // Bytes held still count once per buffer, however many importers pin it
+  // (a no_evict buffer was counted when it was allocated).
+  const bool counts = b.pinned_attachments == 0 && !b.no_evict;
+  if (counts) {
+    if (auto s = check_pinned(b.size, what); !s) return s;
+    pinned_bytes_ += b.size;
+  }
+  ++b.pinned_attachments;
+  ++b.pins;
+  return ok();
+}
+
+void accounting::unpin_attachment(buffer& b) noexcept {
+  b.resv.assert_held();
+  --b.pinned_attachments;
+  --b.pins;
+  if (b.pinned_attachments == 0 && !b.no_evict) pinned_bytes_ -= b.size;
+}
+
+void accounting::begin_cpu_access(owner_id owner, buffer& b) {
+  b.resv.assert_held();
+  ++cpu_accesses_[{owner, b.id}];
+  ++b.pins;
+}
+
+status accounting::end_cpu_access(owner_id owner, buffer& b, std::string_view what) {
+  b.resv.assert_held();
+  auto it = cpu_accesses_.find({owner, b.id});
+  if (it == cpu_accesses_.end()) {
+    return fail(errc::bad_state, std::string(what) + ": no CPU access begun");
+  }
+  if (--it->second == 0) cpu_accesses_.erase(it);
+  --b.pins;
+  return ok();
+}
+
+int accounting::end_all_cpu_access(buffer& b) noexcept {
+  b.resv.assert_held();
+  int ended = 0;
+  std::erase_if(cpu_accesses_, [&](const auto& e) {
+    if (e.first.second != b.id) return false;
+    ended += e.second;
+    return true;
+  });
+  b.pins -= ended;
+  return ended;
+}
+
+void accounting::end_departed_cpu_access(buffer& b, int count) noexcept {
+  b.resv.assert_held();
+  b.pins -= count;
+}
+
+std::map<owner_id, owner_stats> accounting::owners() const {
+  std::map<owner_id, owner_stats> out;
+  for (const auto& [o, q] : quotas_) {
+    out[o].owner = o;
+    out[o].quota = q;
+  }
+  return out;
+}
+
+}  // namespace xbuf

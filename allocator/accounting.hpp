@@ -1,0 +1,106 @@
+// SPDX-License-Identifier: MIT
+//
+// accounting.hpp - who holds how much: owners' bytes and quotas, pins and the
+// pinned limit, in one place.
+//
+// Overview
+//   Every budget the memory manager enforces is charged and refunded here,
+//   and every check happens in the same call as its charge, so two requests
+//   racing for the last bytes of a budget cannot both pass it: the manager
+//   calls these with its mutex held and charges *before* it drops that mutex
+//   to wait for evictions (a failed allocation is refunded).
+//
+// Invariants (manager mutex held; buffer fields also under the reservation)
+//   owner_bytes(o) == sum of b.size over o's buffers that o has not freed
+//   b.pins         == b.pinned_attachments + b.cpu_accesses + (b.no_evict ? 1 : 0)
+//   pinned_bytes() == sum of b.size over buffers with b.no_evict or
+//                     b.pinned_attachments > 0
+//   pinned_bytes() <= pinned_limit() and, where set,
+//   owner_bytes(o) <= quota(o)                       (after every charge)
+//
+// Rules
+//   - Not locked itself: the manager's mutex guards it (as it guards heaps).
+//   - Functions that touch a buffer's pins also need its reservation held
+//     (buffer.hpp, [both]); they assert it.
+//   - Never blocks, never waits on a fence.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "allocator/buffer.hpp"
+#include "core/result.hpp"
+
+namespace xbuf {
+
+struct owner_stats {
+  owner_id owner = 0;
+  std::uint64_t bytes = 0;    // allocated and not freed by the owner
+  std::size_t buffers = 0;
+  std::uint64_t quota = 0;    // 0 = none
+};
+
+class accounting {
+ public:
+  explicit accounting(std::uint64_t pinned_limit) : pinned_limit_(pinned_limit) {}
+
+  // --- owners' bytes and quotas ---
+
+  // Charges `size` bytes of a new buffer to `owner`, and to the pinned bytes
+  // when `no_evict`. Errors: quota_exceeded naming the quota or the pinned
+  // limit, prefixed with `what`; nothing is charged then.
+  status charge_new(owner_id owner, std::uint64_t size, bool no_evict, std::string_view what);
+  // Undoes charge_new for an allocation that failed afterwards.
+  void refund_new(owner_id owner, std::uint64_t size, bool no_evict) noexcept;
+  // The buffer now exists: its no_evict pin is counted on it.
+  void placed_new(buffer& b) noexcept;
+  // The owner freed `b` (importers may keep it alive): its bytes leave the owner.
+  void owner_freed(const buffer& b) noexcept;
+  // `b` is gone from the manager: its no_evict bytes leave the pinned bytes.
+  void destroyed(const buffer& b) noexcept;
+
+  void set_quota(owner_id owner, std::uint64_t bytes) { quotas_[owner] = bytes; }
+  std::uint64_t owner_bytes(owner_id owner) const noexcept;
+  // Drops the owner's quota and CPU-access records; returns the buffers whose
+  // CPU accesses it still had, with their counts, for the caller to end
+  // under each buffer's reservation.
+  std::vector<std::pair<buffer_id, int>> forget_owner(owner_id owner);
+
+  // --- pins ---
+
+  // Pins `b` for a pinned attachment. The first such pin of a buffer that is
+  // not no_evict charges its size to the pinned bytes. Errors:
+  // quota_exceeded (pinned limit) prefixed with `what`; nothing changes then.
+  status pin_attachment(buffer& b, std::string_view what);
+  void unpin_attachment(buffer& b) noexcept;
+
+  // CPU access by `owner` holds `b` still until it ends (no byte charge:
+  // the access is short and the bytes are the owner's already).
+  void begin_cpu_access(owner_id owner, buffer& b);
+  // Errors: bad_state when `owner` has no CPU access to `b` open.
+  status end_cpu_access(owner_id owner, buffer& b, std::string_view what);
+  // Ends every CPU access to `b` (its owner freed it). Returns how many.
+  int end_all_cpu_access(buffer& b) noexcept;
+  // Ends `count` accesses of a departed owner to `b` (see forget_owner).
+  void end_departed_cpu_access(buffer& b, int count) noexcept;
+
+  std::uint64_t pinned_bytes() const noexcept { return pinned_bytes_; }
+  std::uint64_t pinned_limit() const noexcept { return pinned_limit_; }
+
+  // Per owner: bytes and quota (buffers counted by the caller).
+  std::map<owner_id, owner_stats> owners() const;
+
+ private:
+  status check_pinned(std::uint64_t more, std::string_view what) const;
+
+  const std::uint64_t pinned_limit_;
+  std::uint64_t pinned_bytes_ = 0;
+  std::map<owner_id, std::uint64_t> owner_bytes_;
+  std::map<owner_id, std::uint64_t> quotas_;
+  std::map<std::pair<owner_id, buffer_id>, int> cpu_accesses_;
+};
+
+}  // namespace xbuf

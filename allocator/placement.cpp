@@ -1,0 +1,220 @@
+// SPDX-License-Identifier: MIT
+//
+// placement.cpp - which domains exist and who reaches them, finding room, and
+// allocate().
+//
+// Implementation notes
+//   - Waiting for memory: make_room_locked() starts evictions (moves are
+//     pipelined, they never block), then drops mutex_ and waits for the
+//     fences that hold the freed memory, then tries again. Another thread may
+//     take the memory meanwhile; the loop is bounded and then reports
+//     out_of_memory with the holders.
+//   - allocate() charges the owner's quota and the pinned limit before it
+//     looks for room (which may drop mutex_), and refunds on failure: a check
+//     and its charge are one step (allocator/accounting.hpp).
+#include "allocator/memory_manager.hpp"
+
+#include <algorithm>
+#include <bit>
+
+#include "allocator/detail/manager_names.hpp"
+#include "core/units.hpp"
+
+namespace xbuf {
+
+using detail::placements_text;
+
+namespace {
+
+constexpr std::uint64_t max_alignment = 1ull << 30;
+constexpr int max_room_attempts = 16;
+
+}  // namespace
+
+// ------------------------------------------------------------ reachability
+
+int memory_manager::domain_of(const placement& p) const noexcept {
+  for (std::size_t i = 0; i < heaps_.size(); ++i) {
+    const auto& w = heaps_[i]->where();
+    if (w.kind == p.kind && (p.kind != memory_kind::device || w.device == p.device)) {
+      return static_cast<int>(i);
+    }
+  }
+  return -1;
+}
+
+bool memory_manager::cpu_reachable(int domain) const noexcept {
+  return at(domain).where().kind != memory_kind::device || backend_.caps().host_mapped_device;
+}
+
+bool memory_manager::reachable(const attachment& att, int domain, std::string* reason,
+                               bool* peer) const {
+  const auto& w = at(domain).where();
+  *peer = false;
+  if (att.device < 0) {
+    *reason = cpu_reachable(domain) ? "CPU access" : "the CPU cannot map " + to_string(w);
+    return cpu_reachable(domain);
+  }
+  switch (w.kind) {
+    case memory_kind::host_pinned:
+      *reason = "pinned host memory: every device can reach it";
+      return true;
+    case memory_kind::host_pageable:
+      *reason = "pageable host memory is not reachable by device DMA";
+      return false;
+    case memory_kind::device:
+      if (w.device == att.device) {
+        *reason = "local VRAM";
+        return true;
+      }
+      if (!att.peer_capable) {
+        *reason = "importer does not take peer addresses";
+        return false;
+      }
+      auto verdict = config_.peer_policy(att.device, w.device);
+      *reason = verdict.reason;
+      *peer = verdict.allowed;
+      return verdict.allowed;
+  }
+  return false;
+}
+
+std::vector<int> memory_manager::reachable_targets(const buffer& buf, const attachment* att) const {
+  std::vector<int> targets;
+  for (const auto& p : buf.placements) {
+    const int d = domain_of(p);
+    if (d < 0 || d == buf.domain) continue;
+    std::string reason;
+    bool peer = false;
+    if (att != nullptr ? reachable(*att, d, &reason, &peer) : cpu_reachable(d)) targets.push_back(d);
+  }
+  return targets;
+}
+
+// ------------------------------------------------------------ finding room
+
+void memory_manager::reap_locked() {
+  for (auto& h : heaps_) h->reap();
+}
+
+void memory_manager::touch_locked(buffer& buf) {
+  auto& lru = at(buf.domain).lru();
+  lru.splice(lru.end(), lru, buf.lru_pos);
+}
+
+result<memory_manager::placed> memory_manager::make_room_locked(
+    const std::vector<int>& domains, std::uint64_t size, std::uint64_t alignment,
+    const buffer* self, fence_clock::time_point deadline, const cancel_token* cancel,
+    std::string_view what) {
+  for (int attempt = 0; attempt < max_room_attempts; ++attempt) {
+    reap_locked();
+    // Placements in order of preference. A full domain is emptied by
+    // eviction before the next placement is considered; only a domain with
+    // nothing to evict and nothing on its way back is passed over.
+    std::vector<fence_ptr> wait_for;
+    bool retry_now = false;
+    for (int d : domains) {
+      auto& h = at(d);
+      auto a = h.allocate(size, alignment);
+      if (a) return placed{d, std::move(*a)};
+      if (a.code() != errc::out_of_memory) return std::move(a).err().prefixed(what);
+      const std::uint64_t free_now = h.free_bytes();
+      const std::uint64_t coming = h.delayed_bytes();
+      // Short of bytes: evict the shortfall. Enough bytes but no block big
+      // enough (fragmented VRAM) and nothing on its way: evict `size` more.
+      const std::uint64_t needed =
+          size > free_now + coming ? size - free_now - coming : (coming == 0 ? size : 0);
+      const std::uint64_t started = needed != 0 ? evict_locked(d, needed, self) : 0;
+      wait_for = h.pending_fences();
+      if (!wait_for.empty()) break;  // memory is coming back here: wait for it
+      // Moves can finish before we look (fast copies): their memory only
+      // needs reaping, so try again at once.
+      if (started != 0 || h.delayed_bytes() != 0) {
+        retry_now = true;
+        break;
+      }
+    }
+    if (retry_now) continue;
+    if (wait_for.empty()) break;  // nothing to wait for anywhere: out of memory
+    // The caller's mutex_lock stays in scope: drop and retake the mutex under it.
+    mutex_.unlock();
+    auto waited = wait_all(wait_for, time_left(deadline), cancel);
+    mutex_.lock();
+    if (!waited) {
+      return fail(waited.code(), std::string(what) + ": waiting for evictions to finish: " +
+                                     waited.err().message);
+    }
+  }
+  return no_room_locked(domains, size, what);
+}
+
+error memory_manager::no_room_locked(const std::vector<int>& domains, std::uint64_t size,
+                                     std::string_view what) {
+  ++counters_.allocation_failures;
+  std::string msg = std::string(what) + ": no room for " + format_bytes(size) + " in";
+  for (int d : domains) {
+    auto s = at(d).stats();
+    msg += " " + at(d).name() + " (" + format_bytes(s.used) + " of " + format_bytes(s.capacity) +
+           " used, largest free block " + format_bytes(s.largest_free_block) + "; " +
+           holders_locked(d) + ");";
+  }
+  msg.pop_back();
+  return fail(errc::out_of_memory, msg);
+}
+
+// ---------------------------------------------------------------- allocate
+
+result<buffer_id> memory_manager::allocate(owner_id owner, const alloc_request& req) {
+  if (req.size == 0) return fail(errc::invalid_argument, "allocate: size is 0");
+  if (req.alignment != 0 && (!std::has_single_bit(req.alignment) || req.alignment > max_alignment)) {
+    return fail(errc::invalid_argument, "allocate: alignment " + std::to_string(req.alignment) +
+                                            " is not a power of two <= 1 GiB");
+  }
+  if (req.placements.empty()) return fail(errc::invalid_argument, "allocate: no placement given");
+  const auto deadline = deadline_after(req.timeout);
+  const std::string what = "allocate " + format_bytes(req.size) + " for owner " +
+                           std::to_string(owner) + " (" + placements_text(req.placements) + ")";
+  mutex_lock lock(mutex_);
+  std::vector<int> domains;
+  std::uint64_t largest = 0;
+  for (const auto& p : req.placements) {
+    const int d = domain_of(p);
+    if (d < 0) {
+      return fail(errc::invalid_argument, "allocate: placement " + to_string(p) +
+                                              " names no domain of this machine");
+    }
+    largest = std::max(largest, at(d).capacity());
+    domains.push_back(d);
+  }
+  if (req.size > largest) {
+    return fail(errc::invalid_argument, "allocate: " + format_bytes(req.size) +
+                                            " is larger than any allowed domain (" +
+                                            placements_text(req.placements) + ", largest " +
+                                            format_bytes(largest) + ")");
+  }
+  if (auto s = accounts_.charge_new(owner, req.size, req.no_evict, what); !s) return std::move(s).err();
+  const buffer_id id = next_buffer_id_++;
+  auto buf = std::make_shared<buffer>(id, owner, req.size, req.alignment, req.placements,
+                                      req.cpu_access, req.no_evict, req.name);
+  // Nobody else knows this buffer yet: its lock is free and taking it under
+  // mutex_ cannot wait.
+  [[maybe_unused]] const bool locked = buf->resv.mutex().trylock();
+  auto room = make_room_locked(domains, req.size, req.alignment, buf.get(), deadline, req.cancel, what);
+  if (!room) {
+    accounts_.refund_new(owner, req.size, req.no_evict);
+    buf->resv.mutex().unlock();
+    return std::move(room).err();
+  }
+  buf->domain = room->domain;
+  buf->backing = std::move(room->allocation);
+  auto& h = at(buf->domain);
+  buf->lru_pos = h.lru().insert(h.lru().end(), buf.get());
+  buf->last_promotion = std::chrono::steady_clock::now();
+  accounts_.placed_new(*buf);
+  ++counters_.allocations;
+  buffers_.emplace(id, buf);
+  buf->resv.mutex().unlock();
+  return id;
+}
+
+}  // namespace xbuf

@@ -1,0 +1,72 @@
+// SPDX-License-Identifier: MIT
+//
+// stats.cpp - what the manager holds, for `xbuf stat` and tests.
+//
+// Implementation notes
+//   - Read under the manager mutex alone: every buffer field read here is
+//     [const], [mgr], or [both] (written under both locks, so either one
+//     suffices to read it; buffer.hpp). Stats never take a buffer's
+//     reservation, so they never wait behind a migration.
+#include "allocator/memory_manager.hpp"
+
+#include <map>
+
+#include "allocator/detail/manager_names.hpp"
+
+namespace xbuf {
+
+using detail::unknown_buffer;
+
+manager_stats memory_manager::stats() {
+  mutex_lock lock(mutex_);
+  reap_locked();
+  manager_stats s;
+  for (const auto& h : heaps_) s.domains.push_back(h->stats());
+  auto owners = accounts_.owners();
+  for (const auto& [id, b] : buffers_) {
+    if (b->owner_released) continue;
+    auto& o = owners[b->owner];
+    o.owner = b->owner;
+    o.bytes += b->size;
+    o.buffers += 1;
+  }
+  for (auto& [o, st] : owners) s.owners.push_back(st);
+  s.counters = counters_;
+  s.counters.failed_moves = failed_moves_->load();
+  s.pinned_bytes = accounts_.pinned_bytes();
+  s.pinned_limit = accounts_.pinned_limit();
+  return s;
+}
+
+result<buffer_info> memory_manager::info(owner_id owner, buffer_id id) const {
+  mutex_lock lock(mutex_);
+  auto buf = find_locked(owner, id);
+  if (!buf) return unknown_buffer(owner, id);
+  buffer_info i;
+  i.id = buf->id;
+  i.owner = buf->owner;
+  i.name = buf->name;
+  i.size = buf->size;
+  i.where = at(buf->domain).where();
+  i.attachments = buf->attachments.size();
+  i.pins = buf->pins;
+  for (auto& f : buf->resv.fences()) i.fences += f->is_signaled() ? 0 : 1;
+  i.generation = buf->generation;
+  i.lost = buf->lost;
+  return i;
+}
+
+std::vector<buffer_info> memory_manager::buffers() const {
+  std::vector<std::pair<owner_id, buffer_id>> ids;
+  {
+    mutex_lock lock(mutex_);
+    for (auto& [id, b] : buffers_) ids.emplace_back(b->owner, id);
+  }
+  std::vector<buffer_info> out;
+  for (auto [o, id] : ids) {
+    if (auto i = info(o, id)) out.push_back(std::move(*i));
+  }
+  return out;
+}
+
+}  // namespace xbuf
