@@ -14,7 +14,7 @@ deadline_watchdog::deadline_watchdog(expired_fn on_expire)
 
 deadline_watchdog::~deadline_watchdog() {
   {
-    std::lock_guard lock(mutex_);
+    mutex_lock lock(mutex_);
     stop_ = true;
   }
   wake_.notify_all();
@@ -25,7 +25,7 @@ void deadline_watchdog::watch(fence_ptr f, fence_clock::time_point deadline) {
   if (!f || f->is_signaled()) return;
   bool earliest = false;
   {
-    std::lock_guard lock(mutex_);
+    mutex_lock lock(mutex_);
     // Fences that signaled in time stay in the heap until their deadline;
     // sweep them when the heap has doubled so it tracks the live set.
     if (entries_.size() >= 2 * swept_size_ + 64) {
@@ -41,21 +41,21 @@ void deadline_watchdog::watch(fence_ptr f, fence_clock::time_point deadline) {
 }
 
 std::size_t deadline_watchdog::pending() const {
-  std::lock_guard lock(mutex_);
+  mutex_lock lock(mutex_);
   return static_cast<std::size_t>(std::count_if(entries_.begin(), entries_.end(),
                                                 [](const entry& e) { return !e.f->is_signaled(); }));
 }
 
 void deadline_watchdog::run() {
-  std::unique_lock lock(mutex_);
+  mutex_lock lock(mutex_);
   while (!stop_) {
     if (entries_.empty()) {
-      wake_.wait(lock);
+      lock.wait(wake_);
       continue;
     }
     const auto next = entries_.front().deadline;
     if (fence_clock::now() < next) {
-      wake_.wait_until(lock, next);
+      lock.wait_until(wake_, next);
       continue;
     }
     std::vector<fence_ptr> expired;

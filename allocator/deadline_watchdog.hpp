@@ -23,6 +23,8 @@
 #include <vector>
 
 #include "core/fence.hpp"
+#include "core/mutex.hpp"
+#include "core/thread_annotations.hpp"
 
 namespace xbuf {
 
@@ -54,11 +56,11 @@ class deadline_watchdog {
   static bool later(const entry& a, const entry& b);
   void run();
   expired_fn on_expire_;
-  mutable std::mutex mutex_;
+  mutable mutex mutex_;
   std::condition_variable wake_;
-  std::vector<entry> entries_;  // guarded by mutex_; min-heap on deadline
-  std::size_t swept_size_ = 0;  // guarded by mutex_: size after the last sweep
-  bool stop_ = false;           // guarded by mutex_
+  std::vector<entry> entries_ XBUF_GUARDED_BY(mutex_);  // min-heap on deadline
+  std::size_t swept_size_ XBUF_GUARDED_BY(mutex_) = 0;  // size after the last sweep
+  bool stop_ XBUF_GUARDED_BY(mutex_) = false;
   std::atomic<std::uint64_t> expired_{0};
   std::thread thread_;
 };

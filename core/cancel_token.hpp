@@ -20,6 +20,9 @@
 #include <utility>
 #include <vector>
 
+#include "core/mutex.hpp"
+#include "core/thread_annotations.hpp"
+
 namespace xbuf {
 
 // Cancels waits, as a signal interrupts a kernel wait with -ERESTARTSYS.
@@ -57,9 +60,9 @@ class cancel_token {
 
  private:
   std::atomic<bool> cancelled_{false};
-  std::mutex mutex_;
-  std::uint64_t next_waker_ = 1;  // guarded by mutex_
-  std::vector<std::pair<std::uint64_t, std::function<void()>>> wakers_;  // guarded by mutex_
+  mutex mutex_;
+  std::uint64_t next_waker_ XBUF_GUARDED_BY(mutex_) = 1;
+  std::vector<std::pair<std::uint64_t, std::function<void()>>> wakers_ XBUF_GUARDED_BY(mutex_);
 };
 
 }  // namespace xbuf

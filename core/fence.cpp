@@ -29,12 +29,12 @@ std::atomic<std::uint64_t> next_context{1};
 
 // One waiting thread: woken by any fence callback or by cancellation.
 struct waiter {
-  std::mutex mutex;
+  xbuf::mutex mutex;
   std::condition_variable cv;
-  bool woken = false;  // guarded by mutex
+  bool woken XBUF_GUARDED_BY(mutex) = false;
 
   void wake() {
-    std::lock_guard lock(mutex);
+    mutex_lock lock(mutex);
     woken = true;
     cv.notify_all();  // under the lock: the waiter cannot have returned yet
   }
@@ -61,7 +61,7 @@ fence::~fence() {
   if (!signaled_.load(std::memory_order_acquire)) {
     bool has_callbacks = false;
     {
-      std::lock_guard lock(mutex_);
+      mutex_lock lock(mutex_);
       has_callbacks = !callbacks_.empty();
     }
     if (has_callbacks) (void)signal_one(-ECANCELED);
@@ -90,7 +90,7 @@ status fence::signal(int error) noexcept {
 
 status fence::signal_one(int error) noexcept {
   {
-    std::lock_guard lock(mutex_);
+    mutex_lock lock(mutex_);
     if (signaled_.load(std::memory_order_relaxed)) {
       return fail(errc::already_signaled, describe_locked_free());
     }
@@ -103,7 +103,7 @@ status fence::signal_one(int error) noexcept {
   for (;;) {
     callback_entry entry;
     {
-      std::lock_guard lock(mutex_);
+      mutex_lock lock(mutex_);
       if (callbacks_.empty()) {
         running_callback_ = 0;
         break;
@@ -114,7 +114,7 @@ status fence::signal_one(int error) noexcept {
     }
     entry.fn(*this);
     {
-      std::lock_guard lock(mutex_);
+      mutex_lock lock(mutex_);
       running_callback_ = 0;
     }
     callbacks_done_.notify_all();
@@ -140,7 +140,7 @@ int fence::error() const noexcept {
 }
 
 std::optional<fence_clock::time_point> fence::timestamp() const noexcept {
-  std::lock_guard lock(mutex_);
+  mutex_lock lock(mutex_);
   return stamp_;
 }
 
@@ -155,7 +155,7 @@ result<fence::callback_id> fence::add_callback(callback cb) { return add_callbac
 result<fence::callback_id> fence::add_callback_internal(callback cb) const {
   enable_signaling_once();
   if (is_signaled()) return fail(errc::already_signaled, describe() + ": too late to add a callback");
-  std::lock_guard lock(mutex_);
+  mutex_lock lock(mutex_);
   if (signaled_.load(std::memory_order_relaxed)) return fail(errc::already_signaled, describe_locked_free());
   const callback_id id = next_callback_id_++;
   callbacks_.push_back({id, std::move(cb)});
@@ -165,7 +165,7 @@ result<fence::callback_id> fence::add_callback_internal(callback cb) const {
 bool fence::remove_callback(callback_id id) { return remove_callback_internal(id); }
 
 bool fence::remove_callback_internal(callback_id id) const {
-  std::unique_lock lock(mutex_);
+  mutex_lock lock(mutex_);
   auto it = std::find_if(callbacks_.begin(), callbacks_.end(),
                          [id](const callback_entry& e) { return e.id == id; });
   if (it != callbacks_.end()) {
@@ -173,7 +173,7 @@ bool fence::remove_callback_internal(callback_id id) const {
     return true;
   }
   if (running_callback_ == id && running_thread_ != std::this_thread::get_id()) {
-    callbacks_done_.wait(lock, [&] { return running_callback_ != id; });
+    while (running_callback_ == id) lock.wait(callbacks_done_);
   }
   return false;
 }
@@ -193,12 +193,12 @@ status fence::wait_until(fence_clock::time_point deadline, const cancel_token* c
   status outcome = ok();
   {
     cancel_token::scoped_waker reg(cancel, [&w] { w.wake(); });
-    std::unique_lock lock(w.mutex);
+    mutex_lock lock(w.mutex);
     while (!w.woken) {
       if (is_cancelled(cancel)) break;
       if (deadline == fence_clock::time_point::max()) {
-        w.cv.wait(lock);
-      } else if (w.cv.wait_until(lock, deadline) == std::cv_status::timeout) {
+        lock.wait(w.cv);
+      } else if (lock.wait_until(w.cv, deadline) == std::cv_status::timeout) {
         break;
       }
     }
@@ -261,11 +261,11 @@ result<std::size_t> wait_any(std::span<const fence_ptr> fences, fence_clock::dur
   }
   {
     cancel_token::scoped_waker reg(cancel, [&w] { w.wake(); });
-    std::unique_lock lock(w.mutex);
+    mutex_lock lock(w.mutex);
     while (!w.woken && !is_cancelled(cancel)) {
       if (deadline == fence_clock::time_point::max()) {
-        w.cv.wait(lock);
-      } else if (w.cv.wait_until(lock, deadline) == std::cv_status::timeout) {
+        lock.wait(w.cv);
+      } else if (lock.wait_until(w.cv, deadline) == std::cv_status::timeout) {
         break;
       }
     }

@@ -51,7 +51,9 @@
 
 #include "core/cancel_token.hpp"
 #include "core/clock.hpp"
+#include "core/mutex.hpp"
 #include "core/result.hpp"
+#include "core/thread_annotations.hpp"
 
 namespace xbuf {
 
@@ -166,15 +168,15 @@ class fence : public std::enable_shared_from_this<fence> {
   const std::uint64_t seqno_;
   std::shared_ptr<class timeline> timeline_;  // set once for timeline fences, before sharing
 
-  mutable std::mutex mutex_;  // leaf lock
+  mutable mutex mutex_;  // leaf lock
   mutable std::condition_variable callbacks_done_;
   std::atomic<bool> signaled_{false};
   int error_ = 0;                                       // written once before signaled_ is set
-  std::optional<fence_clock::time_point> stamp_;        // guarded by mutex_
-  mutable std::deque<callback_entry> callbacks_;        // guarded by mutex_; not yet run
-  mutable callback_id next_callback_id_ = 1;            // guarded by mutex_
-  mutable callback_id running_callback_ = 0;            // guarded by mutex_: 0 = none
-  std::thread::id running_thread_;                      // guarded by mutex_
+  std::optional<fence_clock::time_point> stamp_ XBUF_GUARDED_BY(mutex_);
+  mutable std::deque<callback_entry> callbacks_ XBUF_GUARDED_BY(mutex_);  // not yet run
+  mutable callback_id next_callback_id_ XBUF_GUARDED_BY(mutex_) = 1;
+  mutable callback_id running_callback_ XBUF_GUARDED_BY(mutex_) = 0;  // 0 = none
+  std::thread::id running_thread_ XBUF_GUARDED_BY(mutex_);
   mutable std::atomic<bool> signaling_enabled_{false};
 };
 

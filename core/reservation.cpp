@@ -58,7 +58,7 @@ void reservation::prune_signaled_locked() noexcept {
     }
     fence_ptr dead;
     {
-      std::lock_guard guard(snapshot_mutex_);
+      mutex_lock guard(snapshot_mutex_);
       dead = std::move(entries_[i].f);
       // Order is not kept: a swap with the last entry keeps pruning O(1) each.
       if (i + 1 != entries_.size()) entries_[i] = std::move(entries_.back());
@@ -97,7 +97,7 @@ status reservation::reserve_fences(std::size_t n) {
                   describe(this) + ": cannot hold " + std::to_string(needed) + " fence slots");
     }
     {
-      std::lock_guard guard(snapshot_mutex_);
+      mutex_lock guard(snapshot_mutex_);
       for (entry& e : entries_) bigger.push_back(std::move(e));  // within capacity: no throw
       entries_.swap(bigger);
     }
@@ -120,14 +120,14 @@ void reservation::add_fence(fence_ptr f, fence_usage usage) {
     // entry: the old fence signals no later than `f`, so it is redundant.
     if (e.f->context() == f->context() && f->seqno() >= e.f->seqno() && usage <= e.usage) {
       {
-        std::lock_guard guard(snapshot_mutex_);
+        mutex_lock guard(snapshot_mutex_);
         std::swap(e.f, f);
         e.usage = usage;
       }
       return;  // `f` (now the old fence) is released outside the mutex
     }
   }
-  std::lock_guard guard(snapshot_mutex_);
+  mutex_lock guard(snapshot_mutex_);
   // Within capacity thanks to the reservation (invariant in the header), so
   // this does not allocate. Without one (a bug, asserted above) it may.
   entries_.push_back(entry{std::move(f), usage});
@@ -135,7 +135,7 @@ void reservation::add_fence(fence_ptr f, fence_usage usage) {
 
 std::vector<fence_ptr> reservation::fences(fence_usage max_usage) const {
   std::vector<fence_ptr> out;
-  std::lock_guard guard(snapshot_mutex_);
+  mutex_lock guard(snapshot_mutex_);
   out.reserve(entries_.size());
   for (const entry& e : entries_) {
     if (e.usage <= max_usage) out.push_back(e.f);
@@ -144,7 +144,7 @@ std::vector<fence_ptr> reservation::fences(fence_usage max_usage) const {
 }
 
 std::size_t reservation::fence_count() const noexcept {
-  std::lock_guard guard(snapshot_mutex_);
+  mutex_lock guard(snapshot_mutex_);
   return entries_.size();
 }
 

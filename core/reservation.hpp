@@ -56,7 +56,9 @@
 #include <vector>
 
 #include "core/fence.hpp"
+#include "core/mutex.hpp"
 #include "core/result.hpp"
+#include "core/thread_annotations.hpp"
 #include "core/ww_mutex.hpp"
 
 namespace xbuf {
@@ -154,10 +156,13 @@ class reservation {
   // Guards the writes to entries_ (always under mutex_ too) and every read
   // from a thread that does not hold mutex_. A leaf: held only to copy or
   // move fence_ptrs, never while calling into a fence.
-  mutable std::mutex snapshot_mutex_;
+  mutable ::xbuf::mutex snapshot_mutex_;
   // Invariant: entries_.capacity() >= entries_.size() + reserved_.
   std::vector<entry> entries_;   // written under mutex_ + snapshot_mutex_
-  std::size_t reserved_ = 0;     // guarded by mutex_ (the reservation lock)
+  // Guarded by mutex_, the reservation lock: checked at run time
+  // (assert_held), since a ww_mutex lock can fail with would_deadlock and is
+  // handed between functions by lock_all, which -Wthread-safety cannot follow.
+  std::size_t reserved_ = 0;
 };
 
 }  // namespace xbuf

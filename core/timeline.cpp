@@ -10,7 +10,7 @@ std::shared_ptr<timeline> timeline::create(std::string name) {
 }
 
 fence_ptr timeline::next_fence() {
-  std::lock_guard lock(mutex_);
+  mutex_lock lock(mutex_);
   auto f = fence_ptr(new fence(context_, ++last_seqno_));
   f->timeline_ = shared_from_this();
   // Drop entries at the front that are gone or done, so the list stays as
@@ -25,13 +25,13 @@ fence_ptr timeline::next_fence() {
 }
 
 std::uint64_t timeline::last_seqno() const noexcept {
-  std::lock_guard lock(mutex_);
+  mutex_lock lock(mutex_);
   return last_seqno_;
 }
 
 std::vector<fence_ptr> timeline::collect_pending(std::uint64_t max_seqno) {
   std::vector<fence_ptr> todo;
-  std::lock_guard lock(mutex_);
+  mutex_lock lock(mutex_);
   for (auto& w : pending_) {
     auto f = w.lock();
     if (!f) continue;

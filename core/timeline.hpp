@@ -18,6 +18,8 @@
 #include <vector>
 
 #include "core/fence.hpp"
+#include "core/mutex.hpp"
+#include "core/thread_annotations.hpp"
 
 namespace xbuf {
 
@@ -49,9 +51,9 @@ class timeline : public std::enable_shared_from_this<timeline> {
 
   const std::uint64_t context_;
   const std::string name_;
-  mutable std::mutex mutex_;                 // leaf, never held while signaling
-  std::uint64_t last_seqno_ = 0;             // guarded by mutex_
-  std::deque<std::weak_ptr<fence>> pending_;  // guarded by mutex_, seqno order
+  mutable mutex mutex_;                 // leaf, never held while signaling
+  std::uint64_t last_seqno_ XBUF_GUARDED_BY(mutex_) = 0;
+  std::deque<std::weak_ptr<fence>> pending_ XBUF_GUARDED_BY(mutex_);  // seqno order
 };
 
 }  // namespace xbuf

@@ -107,7 +107,7 @@ status ww_mutex::lock(const cancel_token* cancel) {
 }
 
 bool ww_mutex::trylock() noexcept {
-  std::lock_guard guard(mutex_);
+  mutex_lock guard(mutex_);
   if (locked_) return false;
   take_locked(nullptr);
   return true;
@@ -120,7 +120,7 @@ status ww_mutex::trylock(ww_acquire_ctx& ctx) {
   } catch (const std::bad_alloc&) {
     return out_of_memory_error(this);
   }
-  std::lock_guard guard(mutex_);
+  mutex_lock guard(mutex_);
   if (locked_ && holder_ == &ctx) {
     return fail(errc::already_exists, describe(this) + ": already held by this acquire context");
   }
@@ -130,7 +130,7 @@ status ww_mutex::trylock(ww_acquire_ctx& ctx) {
 }
 
 void ww_mutex::unlock() noexcept {
-  std::lock_guard guard(mutex_);
+  mutex_lock guard(mutex_);
   assert(locked_ && "unlock of a ww_mutex that is not locked");
   assert(owner_thread_ == std::this_thread::get_id() && "ww_mutex unlocked by a thread that does not hold it");
   if (!locked_) return;  // release build: a stray unlock changes nothing
@@ -144,17 +144,17 @@ void ww_mutex::unlock() noexcept {
 }
 
 bool ww_mutex::is_locked() const noexcept {
-  std::lock_guard guard(mutex_);
+  mutex_lock guard(mutex_);
   return locked_;
 }
 
 bool ww_mutex::held_by(const ww_acquire_ctx& ctx) const noexcept {
-  std::lock_guard guard(mutex_);
+  mutex_lock guard(mutex_);
   return locked_ && holder_ == &ctx;
 }
 
 bool ww_mutex::held_by_this_thread() const noexcept {
-  std::lock_guard guard(mutex_);
+  mutex_lock guard(mutex_);
   return locked_ && owner_thread_ == std::this_thread::get_id();
 }
 
@@ -197,12 +197,14 @@ status ww_mutex::acquire(ww_acquire_ctx* ctx, const cancel_token* cancel,
     }
   }
 
-  auto back_off = [&]() -> status {
+  // Called with mutex_ held; the stamp is passed in because a lambda body is
+  // outside -Wthread-safety's view of the caller's lock.
+  auto back_off = [&](std::uint64_t holder_stamp) -> status {
     ctx->contending_ = this;
     ctx->backoffs_.fetch_add(1, std::memory_order_relaxed);
     return fail(errc::would_deadlock,
                 describe(this) + ": held by an older acquire context (stamp " +
-                    std::to_string(holder_stamp_) + " < " + std::to_string(ctx->stamp_) +
+                    std::to_string(holder_stamp) + " < " + std::to_string(ctx->stamp_) +
                     "); drop all locks and lock_slow() this one");
   };
   auto cancelled = [&]() -> status {
@@ -211,7 +213,7 @@ status ww_mutex::acquire(ww_acquire_ctx* ctx, const cancel_token* cancel,
 
   // Fast path: no waker registration when the lock is free.
   {
-    std::lock_guard guard(mutex_);
+    mutex_lock guard(mutex_);
     if (locked_ && ctx != nullptr && holder_ == ctx) {
       return fail(errc::already_exists, describe(this) + ": already held by this acquire context");
     }
@@ -219,7 +221,7 @@ status ww_mutex::acquire(ww_acquire_ctx* ctx, const cancel_token* cancel,
       take_locked(ctx);
       return ok();
     }
-    if (ctx != nullptr && must_back_off_locked(*ctx)) return back_off();
+    if (ctx != nullptr && must_back_off_locked(*ctx)) return back_off(holder_stamp_);
     if (is_cancelled(cancel)) return cancelled();
     assert(owner_thread_ != std::this_thread::get_id() &&
            "ww_mutex: the calling thread already holds it (self-deadlock)");
@@ -229,11 +231,11 @@ status ww_mutex::acquire(ww_acquire_ctx* ctx, const cancel_token* cancel,
   // (lock order: token mutex -> mutex_), so `guard` lives in an inner scope.
   status outcome;
   cancel_token::scoped_waker registration(cancel, [this] {
-    std::lock_guard guard(mutex_);
+    mutex_lock guard(mutex_);
     cv_.notify_all();
   });
   {
-    std::unique_lock guard(mutex_);
+    mutex_lock guard(mutex_);
     for (;;) {
       if (!locked_) {
         take_locked(ctx);
@@ -241,14 +243,14 @@ status ww_mutex::acquire(ww_acquire_ctx* ctx, const cancel_token* cancel,
       }
       // Re-checked after every wake-up: the holder may have changed.
       if (ctx != nullptr && must_back_off_locked(*ctx)) {
-        outcome = back_off();
+        outcome = back_off(holder_stamp_);
         break;
       }
       if (is_cancelled(cancel)) {
         outcome = cancelled();
         break;
       }
-      cv_.wait(guard);
+      guard.wait(cv_);
     }
   }
   return outcome;

@@ -75,7 +75,9 @@
 #include <vector>
 
 #include "core/fence.hpp"
+#include "core/mutex.hpp"
 #include "core/result.hpp"
+#include "core/thread_annotations.hpp"
 
 namespace xbuf {
 
@@ -192,16 +194,16 @@ class ww_mutex {
   enum class acquire_mode { normal, slow, plain };
   status acquire(ww_acquire_ctx* ctx, const cancel_token* cancel, acquire_mode mode);
   // Precondition: mutex_ held and the lock is free.
-  void take_locked(ww_acquire_ctx* ctx) noexcept;
+  void take_locked(ww_acquire_ctx* ctx) noexcept XBUF_REQUIRES(mutex_);
   // Precondition: mutex_ held and the lock is held by someone else.
-  bool must_back_off_locked(const ww_acquire_ctx& ctx) const noexcept;
+  bool must_back_off_locked(const ww_acquire_ctx& ctx) const noexcept XBUF_REQUIRES(mutex_);
 
-  mutable std::mutex mutex_;       // internal, guards the fields below; never held while waiting
+  mutable mutex mutex_;       // internal, guards the fields below; never held while waiting
   std::condition_variable cv_;     // notified (under mutex_) on unlock and on cancel
-  bool locked_ = false;            // guarded by mutex_
-  ww_acquire_ctx* holder_ = nullptr;   // guarded by mutex_: null for a context-free holder
-  std::uint64_t holder_stamp_ = 0;     // guarded by mutex_: holder_->stamp(), copied
-  std::thread::id owner_thread_;       // guarded by mutex_
+  bool locked_ XBUF_GUARDED_BY(mutex_) = false;
+  ww_acquire_ctx* holder_ XBUF_GUARDED_BY(mutex_) = nullptr;  // null for a context-free holder
+  std::uint64_t holder_stamp_ XBUF_GUARDED_BY(mutex_) = 0;  // holder_->stamp(), copied
+  std::thread::id owner_thread_ XBUF_GUARDED_BY(mutex_);
 };
 
 // Locks every lock in `locks` through `ctx`, doing the back-off dance:

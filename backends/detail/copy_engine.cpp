@@ -35,7 +35,7 @@ result<std::unique_ptr<copy_engine>> copy_engine::create(copy_engine_config conf
 
 copy_engine::~copy_engine() {
   {
-    std::lock_guard lock(mutex_);
+    mutex_lock lock(mutex_);
     stopping_ = true;
   }
   wake_.notify_all();
@@ -54,7 +54,7 @@ result<fence_ptr> copy_engine::submit(void* dst, const void* src, std::size_t by
   j.src_keep = std::move(src_keep);
   fence_ptr done;
   {
-    std::lock_guard lock(mutex_);
+    mutex_lock lock(mutex_);
     if (stopping_) {
       return fail(errc::bad_state, config_.name + ": shutting down, copy not queued");
     }
@@ -77,29 +77,29 @@ result<fence_ptr> copy_engine::submit(void* dst, const void* src, std::size_t by
 }
 
 void copy_engine::fail_next(unsigned count) {
-  std::lock_guard lock(mutex_);
+  mutex_lock lock(mutex_);
   fail_next_ = count;
 }
 
 void copy_engine::set_extra_latency(fence_clock::duration extra) {
-  std::lock_guard lock(mutex_);
+  mutex_lock lock(mutex_);
   // Clamped so that now() + extra cannot overflow the clock.
   extra_latency_ = std::clamp<fence_clock::duration>(extra, fence_clock::duration::zero(),
                                                      std::chrono::hours(24));
 }
 
 void copy_engine::reset(int error) {
-  std::unique_lock lock(mutex_);
+  mutex_lock lock(mutex_);
   ++reset_generation_;
   reset_error_ = error < 0 ? error : -EIO;
   const std::uint64_t through = next_seqno_ - 1;
   wake_.notify_all();
   if (std::this_thread::get_id() == thread_.get_id()) return;
-  progress_.wait(lock, [&] { return signaled_through_ >= through; });
+  while (signaled_through_ < through) lock.wait(progress_);
 }
 
 copy_engine_stats copy_engine::stats() const {
-  std::lock_guard lock(mutex_);
+  mutex_lock lock(mutex_);
   return stats_;
 }
 
@@ -113,8 +113,8 @@ void copy_engine::run() noexcept {
   for (;;) {
     job j;
     {
-      std::unique_lock lock(mutex_);
-      wake_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      mutex_lock lock(mutex_);
+      while (!stopping_ && queue_.empty()) lock.wait(wake_);
       if (queue_.empty()) return;  // stopping and drained
       j = std::move(queue_.front());
       queue_.pop_front();
@@ -125,7 +125,7 @@ void copy_engine::run() noexcept {
     j.src_keep.reset();
     j.wait_for.clear();
     {
-      std::lock_guard lock(mutex_);
+      mutex_lock lock(mutex_);
       if (error == 0) {
         ++stats_.completed;
         stats_.bytes_copied += j.bytes;
@@ -135,7 +135,7 @@ void copy_engine::run() noexcept {
     }
     (void)j.done->signal(error);
     {
-      std::lock_guard lock(mutex_);
+      mutex_lock lock(mutex_);
       signaled_through_ = j.seqno;
     }
     progress_.notify_all();
@@ -152,7 +152,7 @@ int copy_engine::wait_dependencies(job& j) noexcept {
     for (const auto& f : j.wait_for) {
       auto id = f->add_callback([this](const fence&) {
         {
-          std::lock_guard lock(mutex_);
+          mutex_lock lock(mutex_);
           ++wake_generation_;
         }
         wake_.notify_all();
@@ -169,7 +169,7 @@ int copy_engine::wait_dependencies(job& j) noexcept {
   for (;;) {
     std::uint64_t seen = 0;
     {
-      std::lock_guard lock(mutex_);
+      mutex_lock lock(mutex_);
       seen = wake_generation_;
       code = abort_code_locked(j);
     }
@@ -179,8 +179,8 @@ int copy_engine::wait_dependencies(job& j) noexcept {
     const bool all = std::all_of(j.wait_for.begin(), j.wait_for.end(),
                                  [](const fence_ptr& f) { return f->is_signaled(); });
     if (all) break;
-    std::unique_lock lock(mutex_);
-    wake_.wait(lock, [&] { return wake_generation_ != seen || abort_code_locked(j) != 0; });
+    mutex_lock lock(mutex_);
+    while (wake_generation_ == seen && abort_code_locked(j) == 0) lock.wait(wake_);
   }
   for (auto& [f, id] : callbacks) f->remove_callback(id);
   if (code != 0) return code;
@@ -202,7 +202,7 @@ int copy_engine::execute(job& j) noexcept {
   std::size_t done = 0;
   while (done < j.bytes) {
     {
-      std::lock_guard lock(mutex_);
+      mutex_lock lock(mutex_);
       if (const int code = abort_code_locked(j); code != 0) return code;
     }
     const std::size_t n = std::min(chunk, j.bytes - done);
@@ -212,14 +212,16 @@ int copy_engine::execute(job& j) noexcept {
       // Pace against the start so rounding does not accumulate.
       const auto due = start + std::chrono::duration_cast<fence_clock::duration>(
                                    std::chrono::duration<double>(static_cast<double>(done) / rate));
-      std::unique_lock lock(mutex_);
-      wake_.wait_until(lock, due, [&] { return abort_code_locked(j) != 0; });
+      mutex_lock lock(mutex_);
+      while (abort_code_locked(j) == 0 && lock.wait_until(wake_, due) != std::cv_status::timeout) {
+      }
     }
   }
   if (j.extra_latency > fence_clock::duration::zero()) {
     const auto due = fence_clock::now() + j.extra_latency;
-    std::unique_lock lock(mutex_);
-    wake_.wait_until(lock, due, [&] { return abort_code_locked(j) != 0; });
+    mutex_lock lock(mutex_);
+    while (abort_code_locked(j) == 0 && lock.wait_until(wake_, due) != std::cv_status::timeout) {
+    }
     if (const int code = abort_code_locked(j); code != 0) return code;
   }
   return 0;

@@ -47,7 +47,9 @@
 
 #include "backends/backend.hpp"
 #include "core/fence.hpp"
+#include "core/mutex.hpp"
 #include "core/result.hpp"
+#include "core/thread_annotations.hpp"
 
 namespace xbuf::detail {
 
@@ -134,24 +136,24 @@ class copy_engine {
   void run() noexcept;
   int execute(job& j) noexcept;
   int wait_dependencies(job& j) noexcept;
-  int abort_code_locked(const job& j) const noexcept;
+  int abort_code_locked(const job& j) const noexcept XBUF_REQUIRES(mutex_);
 
   const copy_engine_config config_;
   const std::uint64_t context_;
 
-  mutable std::mutex mutex_;  // leaf: never held while calling into a fence
+  mutable mutex mutex_;  // leaf: never held while calling into a fence
   std::condition_variable wake_;         // engine thread: new work, fence signaled, reset, stop
   std::condition_variable progress_;     // reset() waiters: signaled_through_ advanced
-  std::deque<job> queue_;                // guarded by mutex_, seqno order
-  std::uint64_t next_seqno_ = 1;         // guarded by mutex_
-  std::uint64_t signaled_through_ = 0;   // guarded by mutex_: every seqno <= this has signaled
-  std::uint64_t reset_generation_ = 0;   // guarded by mutex_
-  int reset_error_ = -EIO;               // guarded by mutex_: error of the latest reset
-  std::uint64_t wake_generation_ = 0;    // guarded by mutex_: bumped by dependency callbacks
-  unsigned fail_next_ = 0;               // guarded by mutex_
-  fence_clock::duration extra_latency_{};  // guarded by mutex_
-  bool stopping_ = false;                // guarded by mutex_
-  copy_engine_stats stats_;              // guarded by mutex_
+  std::deque<job> queue_ XBUF_GUARDED_BY(mutex_);  // seqno order
+  std::uint64_t next_seqno_ XBUF_GUARDED_BY(mutex_) = 1;
+  std::uint64_t signaled_through_ XBUF_GUARDED_BY(mutex_) = 0;  // every seqno <= this has signaled
+  std::uint64_t reset_generation_ XBUF_GUARDED_BY(mutex_) = 0;
+  int reset_error_ XBUF_GUARDED_BY(mutex_) = -EIO;  // error of the latest reset
+  std::uint64_t wake_generation_ XBUF_GUARDED_BY(mutex_) = 0;  // bumped by dependency callbacks
+  unsigned fail_next_ XBUF_GUARDED_BY(mutex_) = 0;
+  fence_clock::duration extra_latency_ XBUF_GUARDED_BY(mutex_){};
+  bool stopping_ XBUF_GUARDED_BY(mutex_) = false;
+  copy_engine_stats stats_ XBUF_GUARDED_BY(mutex_);
   std::thread thread_;
 };
 
