@@ -12,6 +12,8 @@
 
 #include "backends/detail/copy_engine.hpp"
 #include "backends/detail/memfd_block.hpp"
+#include "core/mutex.hpp"
+#include "core/thread_annotations.hpp"
 
 namespace xbuf {
 
@@ -24,12 +26,13 @@ struct sim_state {
   struct device {
     std::string name;
     std::size_t capacity = 0;
-    std::size_t used = 0;          // guarded by mutex
-    std::uint64_t live_blocks = 0; // guarded by mutex
-    bool lost = false;             // guarded by mutex
+    std::size_t used = 0;
+    std::uint64_t live_blocks = 0;
+    bool lost = false;
   };
-  mutable std::mutex mutex;  // leaf
-  std::vector<device> devices;  // size fixed at creation
+  mutable xbuf::mutex mutex;  // leaf
+  // Size, names and capacities fixed at creation; the rest changes under mutex.
+  std::vector<device> devices XBUF_GUARDED_BY(mutex);
 };
 
 }  // namespace detail
@@ -88,6 +91,7 @@ result<std::unique_ptr<sim_backend>> create_sim_backend(const sim_config& config
     info.numa_node = d.numa_node;
     info.memory_bytes = d.vram_bytes;
     infos.push_back(std::move(info));
+    mutex_lock lock(state->mutex);  // not shared yet; taken for the analysis
     state->devices.push_back({.name = name, .capacity = d.vram_bytes, .used = 0, .live_blocks = 0, .lost = false});
   }
 
@@ -137,7 +141,7 @@ status sim_backend::reset_device(int device, sim_reset_mode mode) {
   {
     // Marked lost before the engine fails its copies, so no new work slips in
     // between (copies check `lost` before they are submitted).
-    std::lock_guard lock(state_->mutex);
+    mutex_lock lock(state_->mutex);
     state_->devices[static_cast<std::size_t>(device)].lost = mode == sim_reset_mode::lose;
   }
   engines_[static_cast<std::size_t>(device)]->reset(-EIO);
@@ -149,7 +153,7 @@ result<sim_device_stats> sim_backend::device_stats(int device) const {
   const auto i = static_cast<std::size_t>(device);
   sim_device_stats out;
   {
-    std::lock_guard lock(state_->mutex);
+    mutex_lock lock(state_->mutex);
     const auto& d = state_->devices[i];
     out.vram_bytes = d.capacity;
     out.used_bytes = d.used;
@@ -170,7 +174,7 @@ result<memory_block_ptr> sim_backend::do_allocate_device(int device, std::size_t
   const std::string& name = devices()[i].name;
   std::size_t charged = 0;
   {
-    std::lock_guard lock(state->mutex);
+    mutex_lock lock(state->mutex);
     auto& d = state->devices[i];
     if (d.lost) {
       return fail(errc::device_lost, "sim: allocate_device: device " + name + " is lost (reset with sim_reset_mode::lose)");
@@ -190,7 +194,7 @@ result<memory_block_ptr> sim_backend::do_allocate_device(int device, std::size_t
   auto block = std::make_shared<detail::memfd_block>();
   block->charged_bytes = charged;
   block->on_release = [state, i](const detail::memfd_block& b) {
-    std::lock_guard lock(state->mutex);
+    mutex_lock lock(state->mutex);
     state->devices[i].used -= b.charged_bytes;
     --state->devices[i].live_blocks;
   };
@@ -236,7 +240,7 @@ result<fence_ptr> sim_backend::do_copy(const memory_span& dst, const memory_span
     return f;
   }
   {
-    std::lock_guard lock(state_->mutex);
+    mutex_lock lock(state_->mutex);
     for (int d : dev) {
       if (d >= 0 && state_->devices[static_cast<std::size_t>(d)].lost) {
         return fail(errc::device_lost, "sim: copy: device " + devices()[static_cast<std::size_t>(d)].name +
@@ -273,7 +277,7 @@ result<memory_block_ptr> sim_backend::do_import_fd(const exported_memory& export
     return b;
   }
   {
-    std::lock_guard lock(state_->mutex);
+    mutex_lock lock(state_->mutex);
     if (state_->devices[static_cast<std::size_t>(device)].lost) {
       ::close(exported.fd);
       return fail(errc::device_lost, "sim: import_fd: device " + devices()[static_cast<std::size_t>(device)].name +
