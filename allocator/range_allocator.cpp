@@ -354,96 +354,102 @@ range_allocator_stats range_allocator::stats() const noexcept {
   return s;
 }
 
+namespace {
+
+status corrupt(const std::string& why) { return fail(errc::bad_state, "range allocator: " + why); }
+
+}  // namespace
+
+status range_allocator::validate_node(index i, tree_tally& t, std::vector<index>& stack) const {
+  const node& n = nodes_[i];
+  const std::uint64_t bytes = block_bytes(n.order);
+  if (n.offset % bytes != 0) return corrupt("block " + describe_block(i) + " is not aligned to its size");
+  switch (n.state) {
+    case node_state::free:
+      ++t.free_seen[n.order];
+      t.free_bytes += bytes;
+      if (n.parent != npos) {
+        const index left = nodes_[n.parent].children;
+        const index buddy = i == left ? left + 1 : left;
+        if (nodes_[buddy].state == node_state::free) {
+          return corrupt("free buddies " + describe_block(i) + " and " + describe_block(buddy) +
+                         " were not merged");
+        }
+      }
+      return ok();
+    case node_state::allocated:
+      ++t.allocations;
+      t.used_block += bytes;
+      t.used_requested += n.requested;
+      if (n.requested == 0 || n.requested > bytes) {
+        return corrupt("allocation " + describe_block(i) + " has requested size " +
+                       std::to_string(n.requested));
+      }
+      return ok();
+    case node_state::split: {
+      const index left = n.children;
+      if (left == npos || n.order == 0) return corrupt("split block " + describe_block(i) + " has no children");
+      for (index c : {left, static_cast<index>(left + 1)}) {
+        const node& child = nodes_[c];
+        if (child.parent != i || child.order + 1 != n.order ||
+            child.offset != n.offset + (c == left ? 0 : block_bytes(child.order))) {
+          return corrupt("child " + describe_block(c) + " of " + describe_block(i) + " is inconsistent");
+        }
+        stack.push_back(c);
+      }
+      return ok();
+    }
+    case node_state::unused:
+      break;
+  }
+  return corrupt("unused node reachable from the tree at " + describe_block(i));
+}
+
+status range_allocator::validate_free_lists(const tree_tally& t) const {
+  for (unsigned k = 0; k < range_allocator_max_orders; ++k) {
+    std::uint64_t listed = 0;
+    for (index i = free_head_[k]; i != npos; i = nodes_[i].next) {
+      if (nodes_[i].state != node_state::free || nodes_[i].order != k || ++listed > free_count_[k]) {
+        return corrupt("free list of order " + std::to_string(k) + " is corrupt");
+      }
+    }
+    if (listed != free_count_[k] || t.free_seen[k] != free_count_[k] ||
+        ((free_orders_mask_ >> k & 1U) != 0) != (free_count_[k] != 0)) {
+      return corrupt("order " + std::to_string(k) + ": " + std::to_string(t.free_seen[k]) +
+                     " free blocks in the tree, " + std::to_string(listed) + " listed, count " +
+                     std::to_string(free_count_[k]));
+    }
+  }
+  return ok();
+}
+
 status range_allocator::validate() const {
-  auto bad = [](const std::string& why) { return fail(errc::bad_state, "range allocator: " + why); };
-  std::array<std::uint64_t, range_allocator_max_orders> free_seen{};
-  std::uint64_t free_bytes = 0;
-  std::uint64_t used_block = 0;
-  std::uint64_t used_requested = 0;
-  std::uint64_t allocations = 0;
+  tree_tally t;
   std::uint64_t expected_offset = 0;
   std::vector<index> stack;
   for (index root : roots_) {
     if (nodes_[root].offset != expected_offset || nodes_[root].parent != npos) {
-      return bad("root " + describe_block(root) + " is misplaced");
+      return corrupt("root " + describe_block(root) + " is misplaced");
     }
     expected_offset += block_bytes(nodes_[root].order);
     stack.push_back(root);
     while (!stack.empty()) {
       const index i = stack.back();
       stack.pop_back();
-      const node& n = nodes_[i];
-      const std::uint64_t bytes = block_bytes(n.order);
-      if (n.offset % bytes != 0) {
-        return bad("block " + describe_block(i) + " is not aligned to its size");
-      }
-      switch (n.state) {
-        case node_state::free:
-          ++free_seen[n.order];
-          free_bytes += bytes;
-          if (n.parent != npos) {
-            const index left = nodes_[n.parent].children;
-            const index buddy = i == left ? left + 1 : left;
-            if (nodes_[buddy].state == node_state::free) {
-              return bad("free buddies " + describe_block(i) + " and " + describe_block(buddy) +
-                         " were not merged");
-            }
-          }
-          break;
-        case node_state::allocated:
-          ++allocations;
-          used_block += bytes;
-          used_requested += n.requested;
-          if (n.requested == 0 || n.requested > bytes) {
-            return bad("allocation " + describe_block(i) + " has requested size " +
-                       std::to_string(n.requested));
-          }
-          break;
-        case node_state::split: {
-          const index left = n.children;
-          if (left == npos || n.order == 0) {
-            return bad("split block " + describe_block(i) + " has no children");
-          }
-          for (index c : {left, static_cast<index>(left + 1)}) {
-            const node& child = nodes_[c];
-            if (child.parent != i || child.order + 1 != n.order ||
-                child.offset != n.offset + (c == left ? 0 : block_bytes(child.order))) {
-              return bad("child " + describe_block(c) + " of " + describe_block(i) +
-                         " is inconsistent");
-            }
-            stack.push_back(c);
-          }
-          break;
-        }
-        case node_state::unused:
-          return bad("unused node reachable from the tree at " + describe_block(i));
-      }
+      if (auto s = validate_node(i, t, stack); !s) return s;
     }
   }
   if (expected_offset != size_) {
-    return bad("roots cover " + std::to_string(expected_offset) + " bytes, not " +
-               std::to_string(size_));
+    return corrupt("roots cover " + std::to_string(expected_offset) + " bytes, not " +
+                   std::to_string(size_));
   }
-  for (unsigned k = 0; k < range_allocator_max_orders; ++k) {
-    std::uint64_t listed = 0;
-    for (index i = free_head_[k]; i != npos; i = nodes_[i].next) {
-      if (nodes_[i].state != node_state::free || nodes_[i].order != k || ++listed > free_count_[k]) {
-        return bad("free list of order " + std::to_string(k) + " is corrupt");
-      }
-    }
-    if (listed != free_count_[k] || free_seen[k] != free_count_[k] ||
-        ((free_orders_mask_ >> k & 1U) != 0) != (free_count_[k] != 0)) {
-      return bad("order " + std::to_string(k) + ": " + std::to_string(free_seen[k]) +
-                 " free blocks in the tree, " + std::to_string(listed) + " listed, count " +
-                 std::to_string(free_count_[k]));
-    }
-  }
-  if (free_bytes != free_bytes_ || used_block != used_block_bytes_ ||
-      used_requested != used_requested_bytes_ || allocations != allocation_count_ ||
-      used_block + free_bytes != size_) {
-    return bad("byte accounting is off: free " + std::to_string(free_bytes) + "/" +
-               std::to_string(free_bytes_) + ", used " + std::to_string(used_block) + "/" +
-               std::to_string(used_block_bytes_) + ", size " + std::to_string(size_));
+  if (auto s = validate_free_lists(t); !s) return s;
+  if (t.free_bytes != free_bytes_ || t.used_block != used_block_bytes_ ||
+      t.used_requested != used_requested_bytes_ || t.allocations != allocation_count_ ||
+      t.used_block + t.free_bytes != size_) {
+    return corrupt("byte accounting is off: free " + std::to_string(t.free_bytes) + "/" +
+                   std::to_string(free_bytes_) + ", used " + std::to_string(t.used_block) + "/" +
+                   std::to_string(used_block_bytes_) + ", size " + std::to_string(size_));
   }
   return ok();
 }

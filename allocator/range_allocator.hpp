@@ -215,6 +215,16 @@ class range_allocator {
   void release_pair(index left) noexcept;
   index find_leaf(std::uint64_t offset) const noexcept;
   std::string describe_block(index i) const;
+  // validate()'s pieces: what the tree walk counts, one node, the free lists.
+  struct tree_tally {
+    std::array<std::uint64_t, range_allocator_max_orders> free_seen{};
+    std::uint64_t free_bytes = 0;
+    std::uint64_t used_block = 0;
+    std::uint64_t used_requested = 0;
+    std::uint64_t allocations = 0;
+  };
+  status validate_node(index i, tree_tally& t, std::vector<index>& stack) const;
+  status validate_free_lists(const tree_tally& t) const;
 
   std::uint64_t size_ = 0;
   std::uint64_t min_block_ = 0;
