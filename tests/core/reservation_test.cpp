@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // Behaviour of reservations: reserve-then-add, usages, pruning, lock-free
-// snapshots and waits (allocator/reservation.hpp).
+// snapshots and waits (core/reservation.hpp).
 #include "core/reservation.hpp"
 #include "core/timeline.hpp"
 

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-// Behaviour of the wait-die mutex and acquire contexts (allocator/ww_mutex.hpp).
+// Behaviour of the wait-die mutex and acquire contexts (core/ww_mutex.hpp).
 #include "core/ww_mutex.hpp"
 
 #include <gtest/gtest.h>
