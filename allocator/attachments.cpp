@@ -36,7 +36,7 @@ void append_unique(std::vector<int>& domains, int d) {
 
 }  // namespace
 
-result<attachment_id> memory_manager::attach(owner_id owner, buffer_id id, const attach_request& req,
+result<attachment_id> memory_manager::attach_unguarded(owner_id owner, buffer_id id, const attach_request& req,
                                              const cancel_token* cancel) {
   const auto deadline = deadline_after(req.timeout);
   const auto device_count = static_cast<int>(backend_.devices().size());
@@ -84,7 +84,7 @@ result<attachment_id> memory_manager::attach(owner_id owner, buffer_id id, const
   return att->id;
 }
 
-status memory_manager::detach(owner_id owner, attachment_id id) {
+status memory_manager::detach_unguarded(owner_id owner, attachment_id id) {
   auto locked = lock_attachment(owner, id);
   if (!locked) return std::move(locked).err();
   auto& [buf, att, resv] = *locked;
@@ -111,7 +111,7 @@ mapping memory_manager::make_mapping_locked(const buffer& buf, const attachment&
   return m;
 }
 
-result<mapping> memory_manager::map(owner_id owner, attachment_id id, const cancel_token* cancel,
+result<mapping> memory_manager::map_unguarded(owner_id owner, attachment_id id, const cancel_token* cancel,
                                     fence_clock::duration timeout) {
   const auto deadline = deadline_after(timeout);
   auto locked = lock_attachment(owner, id);
@@ -144,7 +144,7 @@ result<mapping> memory_manager::map(owner_id owner, attachment_id id, const canc
   return make_mapping_locked(*buf, *att);
 }
 
-status memory_manager::unmap(owner_id owner, attachment_id id) {
+status memory_manager::unmap_unguarded(owner_id owner, attachment_id id) {
   auto locked = lock_attachment(owner, id);
   if (!locked) return std::move(locked).err();
   auto& att = locked->att;

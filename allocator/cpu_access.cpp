@@ -18,7 +18,7 @@ using detail::buffer_name;
 using detail::contents_lost;
 using detail::placements_text;
 
-result<cpu_mapping> memory_manager::begin_cpu_access(owner_id owner, buffer_id id,
+result<cpu_mapping> memory_manager::begin_cpu_access_unguarded(owner_id owner, buffer_id id,
                                                      cpu_access_mode mode,
                                                      fence_clock::duration timeout,
                                                      const cancel_token* cancel) {
@@ -58,7 +58,7 @@ result<cpu_mapping> memory_manager::begin_cpu_access(owner_id owner, buffer_id i
   return out;
 }
 
-status memory_manager::end_cpu_access(owner_id owner, buffer_id id) {
+status memory_manager::end_cpu_access_unguarded(owner_id owner, buffer_id id) {
   auto locked = lock_buffer(owner, id);
   if (!locked) return std::move(locked).err();
   mutex_lock lock(mutex_);

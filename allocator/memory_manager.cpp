@@ -26,6 +26,7 @@
 #include "allocator/detail/manager_names.hpp"
 #include "allocator/host_heap.hpp"
 #include "allocator/vram_heap.hpp"
+#include "core/guarded.hpp"
 
 namespace xbuf {
 
@@ -116,6 +117,62 @@ memory_manager::~memory_manager() {
   reap_locked();
 }
 
+// -------------------------------------------------------- the API boundary
+
+namespace {
+constexpr std::string_view who = "memory manager";
+}  // namespace
+
+result<buffer_id> memory_manager::allocate(owner_id owner, const alloc_request& req) {
+  return guarded(who, "allocate", [&] { return allocate_unguarded(owner, req); });
+}
+status memory_manager::free(owner_id owner, buffer_id id) {
+  return guarded(who, "free", [&] { return free_unguarded(owner, id); });
+}
+status memory_manager::share(owner_id owner, buffer_id id, owner_id with) {
+  return guarded(who, "share", [&] { return share_unguarded(owner, id, with); });
+}
+result<attachment_id> memory_manager::attach(owner_id owner, buffer_id id, const attach_request& req,
+                                             const cancel_token* cancel) {
+  return guarded(who, "attach", [&] { return attach_unguarded(owner, id, req, cancel); });
+}
+status memory_manager::detach(owner_id owner, attachment_id id) {
+  return guarded(who, "detach", [&] { return detach_unguarded(owner, id); });
+}
+result<mapping> memory_manager::map(owner_id owner, attachment_id id, const cancel_token* cancel,
+                                    fence_clock::duration timeout) {
+  return guarded(who, "map", [&] { return map_unguarded(owner, id, cancel, timeout); });
+}
+status memory_manager::unmap(owner_id owner, attachment_id id) {
+  return guarded(who, "unmap", [&] { return unmap_unguarded(owner, id); });
+}
+status memory_manager::add_fence(owner_id owner, buffer_id id, fence_ptr f, fence_usage usage,
+                                 std::optional<fence_clock::time_point> deadline) {
+  return guarded(who, "add_fence",
+                 [&] { return add_fence_unguarded(owner, id, std::move(f), usage, deadline); });
+}
+result<validate_report> memory_manager::validate(owner_id owner, std::span<const buffer_id> ids,
+                                                 const cancel_token* cancel,
+                                                 fence_clock::duration timeout) {
+  return guarded(who, "validate", [&] { return validate_unguarded(owner, ids, cancel, timeout); });
+}
+result<cpu_mapping> memory_manager::begin_cpu_access(owner_id owner, buffer_id id,
+                                                     cpu_access_mode mode,
+                                                     fence_clock::duration timeout,
+                                                     const cancel_token* cancel) {
+  return guarded(who, "begin_cpu_access",
+                 [&] { return begin_cpu_access_unguarded(owner, id, mode, timeout, cancel); });
+}
+status memory_manager::end_cpu_access(owner_id owner, buffer_id id) {
+  return guarded(who, "end_cpu_access", [&] { return end_cpu_access_unguarded(owner, id); });
+}
+result<exported_memory> memory_manager::export_fd(owner_id owner, buffer_id id) {
+  return guarded(who, "export", [&] { return export_fd_unguarded(owner, id); });
+}
+result<buffer_info> memory_manager::info(owner_id owner, buffer_id id) const {
+  return guarded(who, "info", [&] { return info_unguarded(owner, id); });
+}
+
 // ------------------------------------------------------------------- lookups
 
 std::shared_ptr<buffer> memory_manager::find_locked(owner_id owner, buffer_id id) const {
@@ -170,7 +227,7 @@ result<memory_manager::locked_attachment> memory_manager::lock_attachment(owner_
 
 // ----------------------------------------------------------------- ownership
 
-status memory_manager::free(owner_id owner, buffer_id id) {
+status memory_manager::free_unguarded(owner_id owner, buffer_id id) {
   auto locked = lock_buffer(owner, id);
   if (!locked) return std::move(locked).err();
   auto& buf = locked->buf;
@@ -187,7 +244,7 @@ status memory_manager::free(owner_id owner, buffer_id id) {
   return ok();
 }
 
-status memory_manager::share(owner_id owner, buffer_id id, owner_id with) {
+status memory_manager::share_unguarded(owner_id owner, buffer_id id, owner_id with) {
   mutex_lock lock(mutex_);
   auto buf = find_locked(owner, id);
   if (!buf || buf->owner != owner) return unknown_buffer(owner, id);
@@ -196,7 +253,7 @@ status memory_manager::share(owner_id owner, buffer_id id, owner_id with) {
   return ok();
 }
 
-result<exported_memory> memory_manager::export_fd(owner_id owner, buffer_id id) {
+result<exported_memory> memory_manager::export_fd_unguarded(owner_id owner, buffer_id id) {
   auto locked = lock_buffer(owner, id);
   if (!locked) return std::move(locked).err();
   auto& buf = locked->buf;
@@ -206,7 +263,7 @@ result<exported_memory> memory_manager::export_fd(owner_id owner, buffer_id id) 
   return e;
 }
 
-status memory_manager::add_fence(owner_id owner, buffer_id id, fence_ptr f, fence_usage usage,
+status memory_manager::add_fence_unguarded(owner_id owner, buffer_id id, fence_ptr f, fence_usage usage,
                                  std::optional<fence_clock::time_point> deadline) {
   if (!f) return fail(errc::invalid_argument, "add_fence " + buffer_name(id) + ": null fence");
   auto locked = lock_buffer(owner, id);

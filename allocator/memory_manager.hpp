@@ -45,8 +45,10 @@
 //   - Every public function is thread-safe and may block (on buffer locks,
 //     and where it says so on fences) unless it says otherwise: never call
 //     them on an io_context thread or from a fence callback or move_notify.
-//   - Errors are values; no function throws. free/detach/unmap report bad
-//     ids but never fail otherwise.
+//   - Errors are values; no function throws: every call that returns a
+//     result stands behind guarded() (core/guarded.hpp), so even running out
+//     of process memory is an error value (out_of_memory). free/detach/unmap
+//     report bad ids but never fail otherwise.
 #pragma once
 
 #include <atomic>
@@ -300,6 +302,31 @@ class memory_manager {
   };
 
   explicit memory_manager(manager_config config);
+
+  // --- the API boundary (memory_manager.cpp) ---
+  // Each public call runs its *_unguarded twin inside guarded() (core/
+  // guarded.hpp), so an exception from std (bad_alloc) becomes an error
+  // value and never crosses the API. The twins are where the work is.
+  result<buffer_id> allocate_unguarded(owner_id owner, const alloc_request& req);
+  status free_unguarded(owner_id owner, buffer_id id);
+  status share_unguarded(owner_id owner, buffer_id id, owner_id with);
+  result<attachment_id> attach_unguarded(owner_id owner, buffer_id id, const attach_request& req,
+                                         const cancel_token* cancel);
+  status detach_unguarded(owner_id owner, attachment_id id);
+  result<mapping> map_unguarded(owner_id owner, attachment_id id, const cancel_token* cancel,
+                                fence_clock::duration timeout);
+  status unmap_unguarded(owner_id owner, attachment_id id);
+  status add_fence_unguarded(owner_id owner, buffer_id id, fence_ptr f, fence_usage usage,
+                             std::optional<fence_clock::time_point> deadline);
+  result<validate_report> validate_unguarded(owner_id owner, std::span<const buffer_id> ids,
+                                             const cancel_token* cancel,
+                                             fence_clock::duration timeout);
+  result<cpu_mapping> begin_cpu_access_unguarded(owner_id owner, buffer_id id, cpu_access_mode mode,
+                                                 fence_clock::duration timeout,
+                                                 const cancel_token* cancel);
+  status end_cpu_access_unguarded(owner_id owner, buffer_id id);
+  result<exported_memory> export_fd_unguarded(owner_id owner, buffer_id id);
+  result<buffer_info> info_unguarded(owner_id owner, buffer_id id) const;
 
   // --- lookups (memory_manager.cpp) ---
   // A buffer (or attachment) of `owner`, with the buffer's reservation

@@ -108,7 +108,7 @@ status memory_manager::promote_locked(buffer& b, validate_report& report,
   return ok();
 }
 
-result<validate_report> memory_manager::validate(owner_id owner, std::span<const buffer_id> ids,
+result<validate_report> memory_manager::validate_unguarded(owner_id owner, std::span<const buffer_id> ids,
                                                  const cancel_token* cancel,
                                                  fence_clock::duration timeout) {
   const auto deadline = deadline_after(timeout);

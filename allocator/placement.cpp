@@ -164,7 +164,7 @@ error memory_manager::no_room_locked(const std::vector<int>& domains, std::uint6
 
 // ---------------------------------------------------------------- allocate
 
-result<buffer_id> memory_manager::allocate(owner_id owner, const alloc_request& req) {
+result<buffer_id> memory_manager::allocate_unguarded(owner_id owner, const alloc_request& req) {
   if (req.size == 0) return fail(errc::invalid_argument, "allocate: size is 0");
   if (req.alignment != 0 && (!std::has_single_bit(req.alignment) || req.alignment > max_alignment)) {
     return fail(errc::invalid_argument, "allocate: alignment " + std::to_string(req.alignment) +

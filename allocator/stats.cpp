@@ -38,7 +38,7 @@ manager_stats memory_manager::stats() {
   return s;
 }
 
-result<buffer_info> memory_manager::info(owner_id owner, buffer_id id) const {
+result<buffer_info> memory_manager::info_unguarded(owner_id owner, buffer_id id) const {
   mutex_lock lock(mutex_);
   auto buf = find_locked(owner, id);
   if (!buf) return unknown_buffer(owner, id);

@@ -15,24 +15,13 @@
 #include <new>
 #include <string>
 
+#include "core/guarded.hpp"
+
 namespace xbuf {
 
 namespace {
 
 // Runs a do_* call, turning exceptions that escaped it into errors.
-template <class F>
-auto guarded(std::string_view backend_name, std::string_view what, F&& f) -> decltype(f()) {
-  try {
-    return f();
-  } catch (const std::bad_alloc&) {
-    return fail(errc::out_of_memory,
-                std::string(backend_name) + ": " + std::string(what) + ": out of process memory");
-  } catch (const std::exception& e) {
-    return fail(errc::io_error,
-                std::string(backend_name) + ": " + std::string(what) + ": " + e.what());
-  }
-}
-
 std::string prefix(const backend& b, std::string_view what) {
   return std::string(b.name()) + ": " + std::string(what) + ": ";
 }
