@@ -39,6 +39,7 @@ void accounting::refund_new(owner_id owner, std::uint64_t size, bool no_evict) n
 }
 
 void accounting::placed_new(buffer& b) noexcept {
+  b.resv.assert_held();
   if (b.no_evict) ++b.pins;
 }
 

@@ -52,6 +52,7 @@ result<attachment_id> memory_manager::attach_unguarded(owner_id owner, buffer_id
   auto locked = lock_buffer(owner, id);
   if (!locked) return std::move(locked).err();
   auto& buf = *locked->buf;
+  buf.resv.assert_held();
   mutex_lock lock(mutex_);
   if (buf.owner_released) return fail(errc::bad_state, buffer_name(id) + ": already freed");
 
@@ -88,6 +89,7 @@ status memory_manager::detach_unguarded(owner_id owner, attachment_id id) {
   auto locked = lock_attachment(owner, id);
   if (!locked) return std::move(locked).err();
   auto& [buf, att, resv] = *locked;
+  buf->resv.assert_held();
   mutex_lock lock(mutex_);
   std::erase(buf->attachments, att);
   attachment_index_.erase(id);
@@ -98,6 +100,7 @@ status memory_manager::detach_unguarded(owner_id owner, attachment_id id) {
 }
 
 mapping memory_manager::make_mapping_locked(const buffer& buf, const attachment& att) const {
+  buf.resv.assert_held();
   mapping m;
   m.where = at(buf.domain).where();
   const auto& span = buf.backing.span;
@@ -117,6 +120,7 @@ result<mapping> memory_manager::map_unguarded(owner_id owner, attachment_id id, 
   auto locked = lock_attachment(owner, id);
   if (!locked) return std::move(locked).err();
   auto& [buf, att, resv] = *locked;
+  buf->resv.assert_held();
   mutex_lock lock(mutex_);
   if (buf->lost) return contents_lost(buf->id);
   std::string reason;

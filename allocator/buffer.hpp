@@ -20,6 +20,12 @@
 //              trylock), a job under its reservation lock.
 //   - [mgr]    manager mutex only (LRU position, ownership, sharing).
 //   - [resv]   reservation lock only.
+//   - -Wthread-safety checks the reservation half: [both] and [resv] fields
+//     are XBUF_GUARDED_BY(resv.mutex()), so no write (nor a read) can forget
+//     the buffer lock. The manager's mutex cannot be named from a buffer, so
+//     [mgr] fields are checked through the manager's helpers, which say
+//     XBUF_REQUIRES(mutex_); reads of [both] fields under the manager mutex
+//     alone (stats) go through read_both_unlocked(), where the rule is used.
 //   - lost is atomic: a move job sets it from a fence callback.
 #pragma once
 
@@ -36,6 +42,7 @@
 #include "allocator/domain.hpp"
 #include "allocator/heap.hpp"
 #include "core/reservation.hpp"
+#include "core/thread_annotations.hpp"
 
 namespace xbuf {
 
@@ -83,19 +90,33 @@ struct buffer {
   const std::string name;
 
   reservation resv;
-
-  int domain = -1;                 // [both] index of the manager's heap
-  heap_allocation backing;         // [both]
-  int pins = 0;                    // [both] pinned attachments + CPU accesses + no_evict
-  int pinned_attachments = 0;      // [both] (allocator/accounting.hpp keeps both counts)
-  std::uint64_t generation = 0;    // [both] bumped on every move
-  std::vector<std::shared_ptr<attachment>> attachments;  // [both]
-  std::list<buffer*>::iterator lru_pos;                   // [mgr] in heaps_[domain]->lru()
-  bool owner_released = false;     // [mgr] the owner freed it; alive for importers
-  bool destroyed = false;          // [both] gone from the manager
-  std::set<owner_id> shared_with;  // [mgr]
-  std::chrono::steady_clock::time_point last_promotion{};  // [both]
+  int domain XBUF_GUARDED_BY(resv.mutex()) = -1;           // [both] index of the manager's heap
+  heap_allocation backing XBUF_GUARDED_BY(resv.mutex());   // [both]
+  // [both] pinned attachments + CPU accesses + no_evict (accounting.hpp)
+  int pins XBUF_GUARDED_BY(resv.mutex()) = 0;
+  int pinned_attachments XBUF_GUARDED_BY(resv.mutex()) = 0;  // [both]
+  std::uint64_t generation XBUF_GUARDED_BY(resv.mutex()) = 0;  // [both] bumped on every move
+  std::vector<std::shared_ptr<attachment>> attachments XBUF_GUARDED_BY(resv.mutex());  // [both]
+  bool destroyed XBUF_GUARDED_BY(resv.mutex()) = false;  // [both] gone from the manager
+  std::chrono::steady_clock::time_point last_promotion XBUF_GUARDED_BY(resv.mutex()){};  // [both]
+  std::list<buffer*>::iterator lru_pos;  // [mgr] in the heap's lru()
+  bool owner_released = false;           // [mgr] the owner freed it; alive for importers
+  std::set<owner_id> shared_with;        // [mgr]
   std::atomic<bool> lost{false};   // a move failed for good: contents are gone
+
+  // The [both] fields a reader holding only the manager mutex may see.
+  struct placement_view {
+    int domain = -1;
+    int pins = 0;
+    std::uint64_t generation = 0;
+    std::size_t attachments = 0;
+  };
+  // Reads [both] fields with the manager mutex held and the reservation
+  // not: every write holds both locks, so either one suffices to read, a
+  // rule -Wthread-safety cannot express (it would ask for the reservation).
+  placement_view read_both_unlocked() const XBUF_NO_THREAD_SAFETY_ANALYSIS {
+    return {domain, pins, generation, attachments.size()};
+  }
 
   buffer(buffer_id i, owner_id o, std::uint64_t sz, std::uint64_t align,
          std::vector<placement> where, bool cpu, bool pinned_forever, std::string n)

@@ -30,6 +30,7 @@ result<cpu_mapping> memory_manager::begin_cpu_access_unguarded(owner_id owner, b
     auto locked = lock_buffer(owner, id);
     if (!locked) return std::move(locked).err();
     buf = locked->buf;
+    buf->resv.assert_held();
     mutex_lock lock(mutex_);
     if (buf->lost) return contents_lost(id);
     if (!cpu_reachable(buf->domain)) {

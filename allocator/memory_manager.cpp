@@ -203,6 +203,7 @@ result<memory_manager::locked_buffer> memory_manager::lock_buffer(owner_id owner
     if (!buf) return unknown_buffer(owner, id);
   }
   std::unique_lock resv(buf->resv.mutex());
+  buf->resv.assert_held();
   // destroyed is written under both locks, so the reservation lock suffices.
   if (buf->destroyed) return gone(id);
   return locked_buffer{std::move(buf), std::move(resv)};
@@ -218,6 +219,7 @@ result<memory_manager::locked_attachment> memory_manager::lock_attachment(owner_
     if (!att) return unknown_attachment(owner, id);
   }
   std::unique_lock resv(buf->resv.mutex());
+  buf->resv.assert_held();
   // Detached while we waited for the lock? The list is guarded by it.
   if (std::find(buf->attachments.begin(), buf->attachments.end(), att) == buf->attachments.end()) {
     return unknown_attachment(owner, id);
@@ -231,6 +233,7 @@ status memory_manager::free_unguarded(owner_id owner, buffer_id id) {
   auto locked = lock_buffer(owner, id);
   if (!locked) return std::move(locked).err();
   auto& buf = locked->buf;
+  buf->resv.assert_held();
   mutex_lock lock(mutex_);
   if (buf->owner != owner) return unknown_buffer(owner, id);  // shared with it, not its own
   if (buf->owner_released) {
@@ -257,6 +260,7 @@ result<exported_memory> memory_manager::export_fd_unguarded(owner_id owner, buff
   auto locked = lock_buffer(owner, id);
   if (!locked) return std::move(locked).err();
   auto& buf = locked->buf;
+  buf->resv.assert_held();
   mutex_lock lock(mutex_);
   auto e = backend_.export_fd(buf->backing.span);
   if (!e) return std::move(e).err().prefixed("export " + buffer_name(id));
@@ -269,6 +273,7 @@ status memory_manager::add_fence_unguarded(owner_id owner, buffer_id id, fence_p
   auto locked = lock_buffer(owner, id);
   if (!locked) return std::move(locked).err();
   auto& buf = locked->buf;
+  buf->resv.assert_held();
   {
     mutex_lock lock(mutex_);
     auto& list = owner_fences_[owner];

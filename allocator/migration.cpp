@@ -63,6 +63,7 @@ status memory_manager::move_locked(buffer& buf, placed to, bool eviction) {
 status memory_manager::migrate_locked(buffer& buf, const std::vector<int>& domains,
                                       fence_clock::time_point deadline, const cancel_token* cancel,
                                       std::string_view why) {
+  buf.resv.assert_held();
   auto room = make_room_locked(domains, buf.size, buf.alignment, &buf, deadline, cancel,
                                buffer_name(buf.id) + ": " + std::string(why));
   if (!room) return std::move(room).err();
@@ -75,6 +76,7 @@ status memory_manager::migrate_locked(buffer& buf, const std::vector<int>& domai
 
 status memory_manager::promote_locked(buffer& b, validate_report& report,
                                       fence_clock::time_point deadline, const cancel_token* cancel) {
+  b.resv.assert_held();  // lock_all took it through an acquire context
   if (b.destroyed) return ok();
   const int preferred = domain_of(b.placements.front());
   if (b.domain == preferred) {

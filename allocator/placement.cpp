@@ -80,6 +80,7 @@ bool memory_manager::reachable(const attachment& att, int domain, std::string* r
 }
 
 std::vector<int> memory_manager::reachable_targets(const buffer& buf, const attachment* att) const {
+  buf.resv.assert_held();
   std::vector<int> targets;
   for (const auto& p : buf.placements) {
     const int d = domain_of(p);
@@ -98,6 +99,7 @@ void memory_manager::reap_locked() {
 }
 
 void memory_manager::touch_locked(buffer& buf) {
+  buf.resv.assert_held();
   auto& lru = at(buf.domain).lru();
   lru.splice(lru.end(), lru, buf.lru_pos);
 }
@@ -198,7 +200,7 @@ result<buffer_id> memory_manager::allocate_unguarded(owner_id owner, const alloc
                                       req.cpu_access, req.no_evict, req.name);
   // Nobody else knows this buffer yet: its lock is free and taking it under
   // mutex_ cannot wait.
-  [[maybe_unused]] const bool locked = buf->resv.mutex().trylock();
+  buf->resv.mutex().lock();
   auto room = make_room_locked(domains, req.size, req.alignment, buf.get(), deadline, req.cancel, what);
   if (!room) {
     accounts_.refund_new(owner, req.size, req.no_evict);

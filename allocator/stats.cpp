@@ -47,11 +47,12 @@ result<buffer_info> memory_manager::info_unguarded(owner_id owner, buffer_id id)
   i.owner = buf->owner;
   i.name = buf->name;
   i.size = buf->size;
-  i.where = at(buf->domain).where();
-  i.attachments = buf->attachments.size();
-  i.pins = buf->pins;
+  const auto view = buf->read_both_unlocked();  // manager mutex held
+  i.where = at(view.domain).where();
+  i.attachments = view.attachments;
+  i.pins = view.pins;
   for (auto& f : buf->resv.fences()) i.fences += f->is_signaled() ? 0 : 1;
-  i.generation = buf->generation;
+  i.generation = view.generation;
   i.lost = buf->lost;
   return i;
 }

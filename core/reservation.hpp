@@ -88,11 +88,12 @@ class reservation {
   // The buffer lock. Lock it through an acquire context (lock_all) when
   // locking several buffers; plainly for a single one; trylock to evict.
   // Ownership: borrowed, lives as long as the reservation.
-  ww_mutex& mutex() noexcept { return mutex_; }
-  const ww_mutex& mutex() const noexcept { return mutex_; }
+  ww_mutex& mutex() noexcept XBUF_RETURN_CAPABILITY(mutex_) { return mutex_; }
+  const ww_mutex& mutex() const noexcept XBUF_RETURN_CAPABILITY(mutex_) { return mutex_; }
 
   // Debug-build assertion that the calling thread holds the lock.
-  void assert_held() const noexcept { mutex_.assert_held(); }
+  // Also tells -Wthread-safety so (see ww_mutex).
+  void assert_held() const noexcept XBUF_ASSERT_CAPABILITY(mutex_) { mutex_.assert_held(); }
 
   // Makes room so that the next `n` add_fence() calls cannot fail (at least
   // `n` free slots; reserving again with a smaller n keeps the larger
@@ -112,7 +113,7 @@ class reservation {
   // Context: does not allocate (the slot was reserved); may run fence
   // callbacks of polled fences. Locking: reservation lock held by the caller.
   // Ownership: keeps a reference to `f`.
-  void add_fence(fence_ptr f, fence_usage usage);
+  void add_fence(fence_ptr f, fence_usage usage) XBUF_REQUIRES(mutex_);
 
   // Every fence with usage <= max_usage, in no particular order (a copy;
   // fences already signaled may be included until the next prune).
@@ -159,10 +160,7 @@ class reservation {
   mutable ::xbuf::mutex snapshot_mutex_;
   // Invariant: entries_.capacity() >= entries_.size() + reserved_.
   std::vector<entry> entries_;   // written under mutex_ + snapshot_mutex_
-  // Guarded by mutex_, the reservation lock: checked at run time
-  // (assert_held), since a ww_mutex lock can fail with would_deadlock and is
-  // handed between functions by lock_all, which -Wthread-safety cannot follow.
-  std::size_t reserved_ = 0;
+  std::size_t reserved_ XBUF_GUARDED_BY(mutex_) = 0;
 };
 
 }  // namespace xbuf

@@ -134,7 +134,11 @@ class ww_acquire_ctx {
 
 // A wait-die mutex (see the file comment). Also BasicLockable (lock/unlock),
 // so std::lock_guard / std::unique_lock work for the plain, context-free path.
-class ww_mutex {
+// A capability for -Wthread-safety: members a reservation lock guards say
+// XBUF_GUARDED_BY(resv.mutex()). The analysis follows lock()/trylock()/
+// unlock() but not std::unique_lock or acquire contexts: code that locks
+// that way calls assert_held() before touching what the lock guards.
+class XBUF_CAPABILITY("ww_mutex") ww_mutex {
  public:
   ww_mutex() = default;
   // Asserts (debug) that it is not locked.
@@ -161,13 +165,13 @@ class ww_mutex {
 
   // Context-free lock for single-buffer paths. Waits for any holder.
   // Context: blocks. Locking: hold no other ww_mutex (except by trylock).
-  void lock();
+  void lock() XBUF_ACQUIRE();
   // Cancellable context-free lock: ok or errc::cancelled.
   status lock(const cancel_token* cancel);
 
   // Never waits: true if it took the lock (context-free). For eviction paths.
   // Context: never blocks; callable with the manager mutex held.
-  [[nodiscard]] bool trylock() noexcept;
+  [[nodiscard]] bool trylock() noexcept XBUF_TRY_ACQUIRE(true);
 
   // Never waits; records the lock in `ctx` on success. Returns ok,
   // errc::busy (held by someone else), errc::already_exists (`ctx` holds it
@@ -178,7 +182,7 @@ class ww_mutex {
   // Unlocks; removes the lock from its context if it was taken through one.
   // Precondition (asserted): locked by the calling thread.
   // Context: never fails, never blocks for long; wakes all waiters.
-  void unlock() noexcept;
+  void unlock() noexcept XBUF_RELEASE();
 
   // Queries. Racy by nature unless the caller holds the lock; meant for
   // assertions, tests and stats.
@@ -188,7 +192,9 @@ class ww_mutex {
 
   // Debug-build assertion that the calling thread holds the lock (with or
   // without a context). No-op with NDEBUG.
-  void assert_held() const noexcept;
+  // Also tells -Wthread-safety that the lock is held (after a lock taken
+  // through std::unique_lock or an acquire context, which it cannot follow).
+  void assert_held() const noexcept XBUF_ASSERT_CAPABILITY(this);
 
  private:
   enum class acquire_mode { normal, slow, plain };
