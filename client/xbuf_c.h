@@ -7,6 +7,11 @@
  *   negative errno (-ENOMEM, -ENOENT, ...); the message of the last failure
  *   on the calling thread is xbuf_last_error().
  *
+ *   No exception crosses this ABI: one raised inside a call is stopped there
+ *   and becomes a failure like any other (-ENOMEM for lack of memory, -EIO
+ *   otherwise; NULL from the functions that return a pointer), with
+ *   xbuf_last_error() naming the function.
+ *
  *   xbuf_torch_malloc / xbuf_torch_free have the shape PyTorch's
  *   CUDAPluggableAllocator loads (torch.cuda.memory.CUDAPluggableAllocator(
  *   "libxbuf.so", "xbuf_torch_malloc", "xbuf_torch_free")). They use one

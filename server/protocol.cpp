@@ -50,15 +50,15 @@ std::string hex(std::uint64_t v) {
 }  // namespace
 
 bool is_request(std::uint16_t type) noexcept {
-  return type >= static_cast<std::uint16_t>(msg_type::hello) &&
-         type <= static_cast<std::uint16_t>(msg_type::stats);
+  return type >= static_cast<std::uint16_t>(msg_type_first_request) &&
+         type <= static_cast<std::uint16_t>(msg_type_last_request);
 }
 
 bool is_known_type(std::uint16_t type) noexcept {
   if (is_request(type)) return true;
   if ((type & reply_bit) != 0) return is_request(static_cast<std::uint16_t>(type & ~reply_bit));
-  return type == static_cast<std::uint16_t>(msg_type::move_notify) ||
-         type == static_cast<std::uint16_t>(msg_type::fence_signaled);
+  return type >= static_cast<std::uint16_t>(msg_type_first_event) &&
+         type <= static_cast<std::uint16_t>(msg_type_last_event);
 }
 
 std::string type_name(std::uint16_t type) {

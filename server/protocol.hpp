@@ -36,6 +36,9 @@
 //   - Decoders never trust a count or a length: they are checked against the
 //     bytes present, and every enum against its range; errors name the
 //     message and the field.
+//   - An enum's range comes from the enum: its *_last constant (next to the
+//     enum, or below where the enum's header is not this folder's, tied to
+//     it by an exhaustive switch). No decoder writes a range as a number.
 #pragma once
 
 #include <cstddef>
@@ -49,6 +52,7 @@
 
 #include "allocator/buffer.hpp"
 #include "allocator/domain.hpp"
+#include "core/memory_kind.hpp"
 #include "core/reservation.hpp"
 #include "core/result.hpp"
 
@@ -81,6 +85,32 @@ enum class msg_type : std::uint16_t {
   fence_signaled = 0x4002,
 };
 inline constexpr std::uint16_t reply_bit = 0x8000;
+// The request and event ranges, for is_request / is_known_type and the
+// parser. Requests are numbered first..last without gaps, events likewise;
+// a new one goes at the end of its range and moves its *_last constant.
+inline constexpr msg_type msg_type_first_request = msg_type::hello;
+inline constexpr msg_type msg_type_last_request = msg_type::stats;
+inline constexpr msg_type msg_type_first_event = msg_type::move_notify;
+inline constexpr msg_type msg_type_last_event = msg_type::fence_signaled;
+namespace detail {
+// Exhaustive (-Wswitch): a new msg_type is an error here until it is sorted
+// into a range and the range's constant follows it.
+constexpr bool is_last_of_range(msg_type t) {
+  switch (t) {
+    case msg_type::hello: case msg_type::alloc: case msg_type::free: case msg_type::share:
+    case msg_type::export_fd: case msg_type::attach: case msg_type::detach: case msg_type::map:
+    case msg_type::unmap: case msg_type::add_client_fence: case msg_type::signal_client_fence:
+    case msg_type::wait: case msg_type::validate: case msg_type::cpu_begin: case msg_type::cpu_end:
+    case msg_type::move_notify:
+      return false;
+    case msg_type::stats: case msg_type::fence_signaled:
+      return true;
+  }
+  return false;
+}
+}  // namespace detail
+static_assert(detail::is_last_of_range(msg_type_last_request) && detail::is_last_of_range(msg_type_last_event),
+              "msg_type grew: update msg_type_last_request / msg_type_last_event");
 
 // "alloc", "reply(alloc)", "move_notify"; "unknown(0x1234)" otherwise.
 std::string type_name(std::uint16_t type);
@@ -154,6 +184,48 @@ class writer {
   std::vector<std::uint8_t> out_;
 };
 
+// The last enumerator of each wire enum that lives in a header this folder
+// does not own (memory_kind_last is core/memory_kind.hpp's own). Each is
+// tied to its enum by an exhaustive switch: an enumerator added there is an
+// unhandled case here (-Wswitch, an error under -Werror) until the constant
+// and the switch are updated together.
+namespace detail {
+constexpr bool is_last(errc c) {
+  switch (c) {
+    case errc::ok: case errc::invalid_argument: case errc::not_found: case errc::already_exists:
+    case errc::already_signaled: case errc::timed_out: case errc::cancelled: case errc::would_deadlock:
+    case errc::busy: case errc::out_of_memory: case errc::quota_exceeded: case errc::permission_denied:
+    case errc::unsupported: case errc::io_error: case errc::device_lost: case errc::no_device:
+    case errc::protocol_error: case errc::bad_state:
+      return false;
+    case errc::parse_error:
+      return true;
+  }
+  return false;
+}
+constexpr bool is_last(attach_mode m) {
+  switch (m) {
+    case attach_mode::pinned: return false;
+    case attach_mode::dynamic: return true;
+  }
+  return false;
+}
+constexpr bool is_last(fence_usage u) {
+  switch (u) {
+    case fence_usage::kernel: case fence_usage::write: case fence_usage::read: return false;
+    case fence_usage::bookkeep: return true;
+  }
+  return false;
+}
+}  // namespace detail
+
+inline constexpr errc errc_last = errc::parse_error;
+static_assert(detail::is_last(errc_last), "errc grew: update errc_last");
+inline constexpr attach_mode attach_mode_last = attach_mode::dynamic;
+static_assert(detail::is_last(attach_mode_last), "attach_mode grew: update attach_mode_last");
+inline constexpr fence_usage fence_usage_last = fence_usage::bookkeep;
+static_assert(detail::is_last(fence_usage_last), "fence_usage grew: update fence_usage_last");
+
 class reader {
  public:
   reader(std::span<const std::uint8_t> in, std::string_view what) : in_(in), what_(what) {}
@@ -218,11 +290,14 @@ class reader {
     s.assign(reinterpret_cast<const char*>(in_.data() + pos_), n);
     pos_ += n;
   }
+  // Every wire enum is numbered 0..last without gaps; `last` comes from the
+  // enum's own *_last constant, never from a number written here.
   template <class E>
-  void enumerated(const char* name, E& v, std::uint64_t max) {
+  void enumerated(const char* name, E& v, E last) {
     using U = std::underlying_type_t<E>;
     U x{};
     if (!uint(name, x)) return;
+    const auto max = static_cast<std::uint64_t>(last);
     if (static_cast<std::uint64_t>(x) > max) {
       return fail(name, "value " + std::to_string(static_cast<std::uint64_t>(x)) +
                             " out of range (max " + std::to_string(max) + ")");
@@ -232,14 +307,14 @@ class reader {
   void get(const char* name, errc& v) {
     std::uint32_t x = 0;
     if (!uint(name, x)) return;
-    if (x > static_cast<std::uint32_t>(errc::parse_error)) {
+    if (x > static_cast<std::uint32_t>(errc_last)) {
       return fail(name, "unknown error code " + std::to_string(x));
     }
     v = static_cast<errc>(x);
   }
-  void get(const char* name, attach_mode& v) { enumerated(name, v, 1); }
-  void get(const char* name, fence_usage& v) { enumerated(name, v, 3); }
-  void get(const char* name, memory_kind& v) { enumerated(name, v, 2); }
+  void get(const char* name, attach_mode& v) { enumerated(name, v, attach_mode_last); }
+  void get(const char* name, fence_usage& v) { enumerated(name, v, fence_usage_last); }
+  void get(const char* name, memory_kind& v) { enumerated(name, v, memory_kind_last); }
   void get(const char* name, placement& p) {
     get(name, p.kind);
     std::int32_t dev = 0;

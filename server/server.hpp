@@ -8,28 +8,45 @@
 //   coroutine (read with a size limit -> frame_parser -> one request at a
 //   time, in order) and a writer coroutine (a queue of frames, some carrying
 //   an fd as SCM_RIGHTS; it sleeps on a timer used as a condition variable).
-//   Manager calls may block (locks, evictions), so they run on a small
-//   worker pool and their result is resumed on the session's strand; fence
-//   waits are fence callbacks posted to the strand plus a timer - no
-//   io_context thread ever blocks on a fence.
+//   What a request does is the route table's business (handlers.hpp): one
+//   line per request type, decode -> handler -> encode. Manager calls may
+//   block (locks, evictions), so their routes run on a small worker pool and
+//   their result is resumed on the session's strand; fence waits are fence
+//   callbacks posted to the strand plus a timer - no io_context thread ever
+//   blocks on a fence.
 //
 //   Events: move_notify (called by the manager under its locks) and fence
-//   callbacks only post a frame onto the session's strand.
+//   callbacks only post a frame onto the session's strand (event_sink.hpp).
 //
 //   A session ends on EOF, a socket error, a malformed frame (after an error
 //   reply when the request id is known) or shutdown; then its owner is
 //   released (attachments dropped, fences signaled with an error, buffers
 //   freed after their fences). Other sessions never notice.
 //
+//   The folder, by concern:
+//     server.cpp          this function: io_context, worker pool, shutdown
+//     listener.*          the socket file and the accept loop (only spawns)
+//     session.*           one connection: reader, writer, send, hang-up watch
+//     handlers.*          the route table and one plain function per request
+//     client_fences.*     the fences a client knows by id
+//     client_registry.*   who is connected (stats, shutdown)
+//     stats.*             the stats reply and the status screen
+//     protocol.*          the wire format (shared with client/, no Asio)
+//
 // Rules
-//   - The implementation (server.cpp) is the only translation unit that
-//     includes Asio; this header stays Asio-free so xbufd_main and tests
-//     compile fast.
-//   - Exceptions from std or Asio stop at the session boundary: the request
-//     gets an error status (or the session closes); the daemon keeps serving.
+//   - This header, protocol.hpp, handlers.hpp and the files it includes are
+//     Asio-free, so xbufd_main and the handler tests compile fast and test
+//     without sockets; only server.cpp, listener.*, session.* and
+//     server_state.hpp include Asio.
+//   - Exceptions from std or Asio stop at the session boundary
+//     (session::handle): the request gets an io_error status (or the
+//     session closes); the daemon keeps serving.
 //   - Shutdown is two-stage: SIGINT/SIGTERM closes the acceptor and cancels
 //     every session; run_server returns once every owner was released and
 //     the worker pool drained.
+//   - Lock order inside the daemon: the manager's locks (its own rules) ->
+//     client_registry / client_fences mutexes (leaves; no fence or manager
+//     call is made under them) -> fence lock.
 #pragma once
 
 #include <cstdio>

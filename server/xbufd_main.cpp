@@ -10,8 +10,11 @@
 // $XDG_RUNTIME_DIR/xbuf.sock, else /tmp/xbuf-$UID.sock.
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <variant>
 
 #include "allocator/memory_manager.hpp"
 #include "backends/select.hpp"
@@ -61,18 +64,22 @@ bool parse_bytes(std::string_view s, std::uint64_t* out) {
   return true;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  xbuf::server::server_config scfg;
-  scfg.socket_path = xbuf::wire::default_socket_path();
+// Everything the command line sets.
+struct options {
+  xbuf::server::server_config server;
   std::string backend_name = "auto";
   int sim_devices = 2;
   std::uint64_t sim_vram = 256ull << 20;
   std::uint64_t pinned = 256ull << 20;
   std::uint64_t pageable = 1ull << 30;
   std::string topology_xml;  // empty: the live machine's topology
+};
 
+// Fills `o` from argv. Returns the exit code when xbufd should stop here
+// (--help, a bad option), nothing when it should go on. Exits with 2 on an
+// option that lacks its value or has a bad byte count.
+std::optional<int> parse_options(int argc, char** argv, options& o) {
+  o.server.socket_path = xbuf::wire::default_socket_path();
   for (int i = 1; i < argc; ++i) {
     const std::string_view a = argv[i];
     auto value = [&](std::string_view flag) -> const char* {
@@ -92,57 +99,63 @@ int main(int argc, char** argv) {
     };
     if (a == "--help" || a == "-h") return usage(stdout);
     if (a == "--socket") {
-      scfg.socket_path = value(a);
+      o.server.socket_path = value(a);
     } else if (a == "--backend") {
-      backend_name = value(a);
+      o.backend_name = value(a);
     } else if (a == "--sim-devices") {
-      sim_devices = std::atoi(value(a));
-      if (sim_devices < 1 || sim_devices > 64) {
+      o.sim_devices = std::atoi(value(a));
+      if (o.sim_devices < 1 || o.sim_devices > 64) {
         std::fprintf(stderr, "xbufd: --sim-devices must be 1..64\n");
         return 2;
       }
     } else if (a == "--sim-vram") {
-      bytes(a, &sim_vram);
+      bytes(a, &o.sim_vram);
     } else if (a == "--pinned") {
-      bytes(a, &pinned);
+      bytes(a, &o.pinned);
     } else if (a == "--pageable") {
-      bytes(a, &pageable);
+      bytes(a, &o.pageable);
     } else if (a == "--topology") {
-      topology_xml = value(a);
+      o.topology_xml = value(a);
     } else if (a == "--stats-interval") {
-      scfg.stats_interval_s = std::atoi(value(a));
+      o.server.stats_interval_s = std::atoi(value(a));
     } else if (a == "--quiet") {
-      scfg.log = false;
+      o.server.log = false;
     } else {
       std::fprintf(stderr, "xbufd: unknown option '%s'\n", argv[i]);
       return usage(stderr);
     }
   }
+  return std::nullopt;
+}
 
-  auto choice = xbuf::parse_backend_choice(backend_name);
-  if (!choice) {
-    std::fprintf(stderr, "xbufd: %s\n", choice.err().describe().c_str());
-    return 2;
-  }
-  // The PCI topology decides peer access (with the runtime's veto). A saved
-  // one also places the simulated GPUs where that machine's GPUs are.
-  std::shared_ptr<const xbuf::p2p::topology> topo;
-  auto loaded = topology_xml.empty() ? xbuf::p2p::load_topology_live()
-                                     : xbuf::p2p::load_topology_xml(topology_xml);
+// The PCI topology decides peer access (with the runtime's veto). A saved
+// one also places the simulated GPUs where that machine's GPUs are.
+// Returns false (after saying why) when --topology cannot be loaded; a
+// missing live topology only costs the topology's say in peer access.
+bool load_topology(const options& o, std::shared_ptr<const xbuf::p2p::topology>* topo) {
+  auto loaded = o.topology_xml.empty() ? xbuf::p2p::load_topology_live()
+                                       : xbuf::p2p::load_topology_xml(o.topology_xml);
   if (loaded) {
-    topo = std::make_shared<const xbuf::p2p::topology>(std::move(*loaded));
-  } else if (!topology_xml.empty()) {
+    *topo = std::make_shared<const xbuf::p2p::topology>(std::move(*loaded));
+  } else if (!o.topology_xml.empty()) {
     std::fprintf(stderr, "xbufd: --topology: %s\n", loaded.err().describe().c_str());
-    return 2;
+    return false;
   } else {
     std::fprintf(stderr, "xbufd: no live topology (%s): peer access only where the runtime says\n",
                  loaded.err().describe().c_str());
   }
+  return true;
+}
+
+// The backend the options ask for, or the exit code (2: bad --topology,
+// 1: that backend cannot run here) after saying why.
+std::variant<xbuf::selected_backend, int> choose_backend(const options& o, xbuf::backend_choice choice,
+                                                         const std::shared_ptr<const xbuf::p2p::topology>& topo) {
   xbuf::backend_selection_config bcfg;
-  bcfg.choice = *choice;
-  bcfg.sim = xbuf::make_sim_config(sim_devices, static_cast<std::size_t>(sim_vram));
-  if (!topology_xml.empty()) {
-    auto sim = xbuf::p2p::sim_config_from_topology(*topo, static_cast<std::size_t>(sim_vram));
+  bcfg.choice = choice;
+  bcfg.sim = xbuf::make_sim_config(o.sim_devices, static_cast<std::size_t>(o.sim_vram));
+  if (!o.topology_xml.empty()) {
+    auto sim = xbuf::p2p::sim_config_from_topology(*topo, static_cast<std::size_t>(o.sim_vram));
     if (!sim) {
       std::fprintf(stderr, "xbufd: --topology: %s\n", sim.err().describe().c_str());
       return 2;
@@ -158,14 +171,18 @@ int main(int argc, char** argv) {
   std::fprintf(stderr, "xbufd: backend %.*s with %zu devices\n",
                static_cast<int>(selected->chosen->name().size()), selected->chosen->name().data(),
                selected->chosen->devices().size());
+  return std::move(*selected);
+}
 
+// Builds the manager over `b` and serves it until a signal.
+int serve(const options& o, xbuf::backend& b, const std::shared_ptr<const xbuf::p2p::topology>& topo) {
   xbuf::manager_config mcfg;
-  mcfg.device_backend = selected->chosen.get();
-  mcfg.pinned_capacity = pinned;
-  mcfg.pageable_capacity = pageable;
-  mcfg.pinned_limit = pinned;
+  mcfg.device_backend = &b;
+  mcfg.pinned_capacity = o.pinned;
+  mcfg.pageable_capacity = o.pageable;
+  mcfg.pinned_limit = o.pinned;
   if (topo) {
-    mcfg.peer_policy = xbuf::p2p::make_peer_policy(topo, *selected->chosen);
+    mcfg.peer_policy = xbuf::p2p::make_peer_policy(topo, b);
     std::fprintf(stderr, "xbufd: peer access decided by the topology of %s\n", topo->source().c_str());
   }
   auto mm = xbuf::memory_manager::create(mcfg);
@@ -173,11 +190,28 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "xbufd: %s\n", mm.err().describe().c_str());
     return 1;
   }
-  auto st = xbuf::server::run_server(**mm, scfg);
+  auto st = xbuf::server::run_server(**mm, o.server);
   mm->reset();  // before the backend it uses
   if (!st) {
     std::fprintf(stderr, "xbufd: %s\n", st.err().describe().c_str());
     return 1;
   }
   return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  options o;
+  if (auto code = parse_options(argc, argv, o)) return *code;
+  auto choice = xbuf::parse_backend_choice(o.backend_name);
+  if (!choice) {
+    std::fprintf(stderr, "xbufd: %s\n", choice.err().describe().c_str());
+    return 2;
+  }
+  std::shared_ptr<const xbuf::p2p::topology> topo;
+  if (!load_topology(o, &topo)) return 2;
+  auto selected = choose_backend(o, *choice, topo);
+  if (auto* code = std::get_if<int>(&selected)) return *code;
+  return serve(o, *std::get<xbuf::selected_backend>(selected).chosen, topo);
 }

@@ -1,0 +1,47 @@
+// SPDX-License-Identifier: MIT
+#include "server/client_registry.hpp"
+
+#include <utility>
+
+namespace xbuf::server {
+
+void client_registry::add(client_record record, cancel_hook cancel) {
+  const owner_id owner = record.owner;
+  xbuf::mutex_lock lock(mutex_);
+  clients_[owner] = entry{std::move(record), std::move(cancel)};
+}
+
+void client_registry::set_name(owner_id owner, std::string name) {
+  xbuf::mutex_lock lock(mutex_);
+  if (auto it = clients_.find(owner); it != clients_.end()) it->second.record.name = std::move(name);
+}
+
+std::optional<client_record> client_registry::remove(owner_id owner) {
+  xbuf::mutex_lock lock(mutex_);
+  auto it = clients_.find(owner);
+  if (it == clients_.end()) return std::nullopt;
+  client_record r = std::move(it->second.record);
+  clients_.erase(it);
+  return r;
+}
+
+std::vector<client_record> client_registry::snapshot() const {
+  xbuf::mutex_lock lock(mutex_);
+  std::vector<client_record> out;
+  out.reserve(clients_.size());
+  for (const auto& [owner, e] : clients_) out.push_back(e.record);
+  return out;
+}
+
+void client_registry::cancel_all() {
+  std::vector<cancel_hook> hooks;
+  {
+    xbuf::mutex_lock lock(mutex_);
+    for (const auto& [owner, e] : clients_) {
+      if (e.cancel) hooks.push_back(e.cancel);
+    }
+  }
+  for (auto& h : hooks) h();
+}
+
+}  // namespace xbuf::server

@@ -1,0 +1,68 @@
+// SPDX-License-Identifier: MIT
+//
+// client_registry.hpp - who is connected to xbufd, for `xbuf stat` and shutdown.
+//
+// Overview
+//   One entry per live session, keyed by its owner id: the peer's
+//   credentials (SO_PEERCRED), the name it gave in hello, and how to cancel
+//   the session (stage one of shutdown). Sessions add themselves when they
+//   start and remove themselves once their owner was released, so a client
+//   that is listed still holds what stats reports for it.
+//
+// Rules
+//   - Thread-safe: every member takes mutex_ itself. mutex_ is a leaf:
+//     nothing else is locked while it is held, and cancel hooks run after it
+//     was dropped (a hook may post, or call back into the registry).
+//   - Context: never blocks beyond mutex_; allocates.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "allocator/buffer.hpp"
+#include "core/mutex.hpp"
+#include "core/thread_annotations.hpp"
+
+namespace xbuf::server {
+
+struct client_record {
+  owner_id owner = 0;
+  std::int32_t pid = 0;
+  std::uint32_t uid = 0;
+  std::uint32_t gid = 0;
+  std::string name;  // from hello; empty before it
+};
+
+class client_registry {
+ public:
+  // Called by cancel_all(); must not block (the session's posts to its strand).
+  using cancel_hook = std::function<void()>;
+
+  // Lists a new client. A second add for the same owner replaces the first.
+  void add(client_record record, cancel_hook cancel) XBUF_EXCLUDES(mutex_);
+  // Records the name a client gave in hello. Unknown owners are ignored.
+  void set_name(owner_id owner, std::string name) XBUF_EXCLUDES(mutex_);
+  // Unlists a client; returns its record (for the goodbye log line), or
+  // nothing if it was not listed.
+  std::optional<client_record> remove(owner_id owner) XBUF_EXCLUDES(mutex_);
+  // Every listed client, by owner id.
+  std::vector<client_record> snapshot() const XBUF_EXCLUDES(mutex_);
+  // Calls every cancel hook once, outside the lock. Clients stay listed
+  // until they remove themselves.
+  void cancel_all() XBUF_EXCLUDES(mutex_);
+
+ private:
+  struct entry {
+    client_record record;
+    cancel_hook cancel;
+  };
+
+  mutable xbuf::mutex mutex_;
+  std::map<owner_id, entry> clients_ XBUF_GUARDED_BY(mutex_);
+};
+
+}  // namespace xbuf::server

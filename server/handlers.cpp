@@ -1,0 +1,261 @@
+// SPDX-License-Identifier: MIT
+#include "server/handlers.hpp"
+
+#include <iterator>
+#include <chrono>
+#include <string>
+#include <type_traits>
+#include <utility>
+
+#include "server/stats.hpp"
+
+namespace xbuf::server {
+
+namespace {
+
+wire::msg_type type_of(const wire::frame_header& h) { return static_cast<wire::msg_type>(h.type); }
+
+std::string fence_name(std::uint64_t id) { return "fence " + std::to_string(id); }
+
+// ---------------------------------------------------------------------------
+// Encoding a handler's result. Most results are a wire body or a status;
+// export adds its fd, wait hands the session a fence to wait for.
+
+template <class R>
+route_outcome to_outcome(const wire::frame_header& h, const result<R>& r) {
+  return {.reply = {wire::encode_reply(type_of(h), h.request_id, r), {}}, .wait = std::nullopt};
+}
+
+route_outcome to_outcome(const wire::frame_header& h, const status& s) {
+  return {.reply = {wire::encode_reply(type_of(h), h.request_id, s), {}}, .wait = std::nullopt};
+}
+
+route_outcome to_outcome(const wire::frame_header& h, result<export_result>&& r) {
+  if (!r) return to_outcome(h, result<wire::export_reply>(std::move(r).err()));
+  export_result e = std::move(r).value();
+  return {.reply = {wire::encode_reply(type_of(h), h.request_id, result<wire::export_reply>(e.body)),
+                    std::move(e.fd)},
+          .wait = std::nullopt};
+}
+
+route_outcome to_outcome(const wire::frame_header& h, result<fence_wait>&& r) {
+  if (!r) return to_outcome(h, result<wire::wait_reply>(std::move(r).err()));
+  return {.reply = {}, .wait = std::move(r).value()};
+}
+
+// decode -> handler -> encode, for request message M and handler H.
+template <class M, auto H>
+route_outcome routed(session_context& ctx, const wire::frame& f) {
+  using R = std::invoke_result_t<decltype(H), session_context&, const M&>;
+  auto m = wire::decode_message<M>(f);
+  if (!m) return to_outcome(f.header, R(std::move(m).err()));
+  return to_outcome(f.header, H(ctx, *m));
+}
+
+template <class M, auto H>
+constexpr route route_of(run_on where) {
+  return route{.type = M::type, .where = where, .run = &routed<M, H>};
+}
+
+// The route table: one line per request type.
+constexpr route routes[] = {
+    route_of<wire::hello_request, hello>(run_on::session),
+    route_of<wire::alloc_request, alloc>(run_on::pool),
+    route_of<wire::free_request, free_buffer>(run_on::pool),
+    route_of<wire::share_request, share>(run_on::pool),
+    route_of<wire::export_request, export_buffer>(run_on::pool),
+    route_of<wire::attach_request, attach>(run_on::pool),
+    route_of<wire::detach_request, detach>(run_on::pool),
+    route_of<wire::map_request, map>(run_on::pool),
+    route_of<wire::unmap_request, unmap>(run_on::pool),
+    route_of<wire::add_client_fence_request, add_client_fence>(run_on::pool),
+    // Signaling runs the fence's callbacks (the manager's among them).
+    route_of<wire::signal_client_fence_request, signal_client_fence>(run_on::pool),
+    // Only looks the fence up; the session waits without blocking a thread.
+    route_of<wire::wait_request, wait>(run_on::session),
+    route_of<wire::validate_request, validate>(run_on::pool),
+    route_of<wire::cpu_begin_request, cpu_begin>(run_on::pool),
+    route_of<wire::cpu_end_request, cpu_end>(run_on::pool),
+    route_of<wire::stats_request, stats>(run_on::pool),
+};
+
+// find_route() indexes the table by type.
+constexpr bool table_in_type_order() {
+  for (std::size_t i = 0; i < std::size(routes); ++i) {
+    if (static_cast<std::size_t>(routes[i].type) != static_cast<std::size_t>(wire::msg_type_first_request) + i) {
+      return false;
+    }
+  }
+  return true;
+}
+static_assert(table_in_type_order(), "routes[] must list the request types in order, without gaps");
+
+route_outcome error_outcome(const wire::frame_header& h, const error& e) {
+  return {.reply = {wire::encode_error_reply(h.type, h.request_id, e), {}}, .wait = std::nullopt};
+}
+
+}  // namespace
+
+std::span<const route> route_table() noexcept { return routes; }
+
+const route* find_route(std::uint16_t type) noexcept {
+  const auto first = static_cast<std::uint16_t>(wire::msg_type_first_request);
+  if (type < first || type - first >= static_cast<int>(std::size(routes))) return nullptr;
+  return &routes[type - first];
+}
+
+route_outcome run_route(const route* r, session_context& ctx, const wire::frame& f) {
+  if (f.header.type != static_cast<std::uint16_t>(wire::msg_type::hello) && !ctx.greeted.load()) {
+    return error_outcome(f.header, fail(errc::bad_state, wire::type_name(f.header.type) + ": send hello first"));
+  }
+  // The parser passes only request types; one without a route is a request
+  // this daemon's protocol knows but it does not serve (a newer request in
+  // an older daemon).
+  if (r == nullptr) {
+    return error_outcome(f.header,
+                         fail(errc::unsupported, wire::type_name(f.header.type) + ": not implemented by this xbufd"));
+  }
+  return r->run(ctx, f);
+}
+
+outgoing_frame finish_wait(const wire::frame_header& request, const fence_wait& w) {
+  result<wire::wait_reply> r = wire::wait_reply{.fence_error = w.fence->error()};
+  if (!w.fence->is_signaled()) {
+    r = fail(errc::timed_out,
+             fence_name(w.id) + ": not signaled after " + std::to_string(w.timeout_ms) + " ms");
+  }
+  return {wire::encode_reply(type_of(request), request.request_id, r), {}};
+}
+
+outgoing_frame internal_error_reply(const wire::frame_header& request, std::string_view what) {
+  return {wire::encode_error_reply(request.type, request.request_id,
+                                   fail(errc::io_error, "xbufd internal error: " + std::string(what))),
+          {}};
+}
+
+// ---------------------------------------------------------------------------
+// Handlers.
+
+result<wire::hello_reply> hello(session_context& ctx, const wire::hello_request& m) {
+  if (m.version != wire::protocol_version) {
+    return fail(errc::unsupported, "hello: client speaks version " + std::to_string(m.version) +
+                                       ", xbufd speaks " + std::to_string(wire::protocol_version));
+  }
+  std::string name = m.client_name.substr(0, 64);
+  ctx.log("client %u is '%s'", ctx.owner, name.c_str());
+  ctx.clients.set_name(ctx.owner, std::move(name));
+  ctx.greeted.store(true);
+  return wire::hello_reply{.owner = ctx.owner};
+}
+
+result<wire::buffer_reply> alloc(session_context& ctx, const wire::alloc_request& m) {
+  if ((m.flags & ~wire::alloc_known_flags) != 0) {
+    return fail(errc::invalid_argument, "alloc: unknown flags " + std::to_string(m.flags));
+  }
+  xbuf::alloc_request req;
+  req.size = m.size;
+  req.alignment = m.alignment;
+  req.placements = m.placements;
+  req.cpu_access = (m.flags & wire::alloc_flag_cpu_access) != 0;
+  req.no_evict = (m.flags & wire::alloc_flag_no_evict) != 0;
+  req.name = m.name;
+  req.cancel = &ctx.cancel;
+  auto r = ctx.mm.allocate(ctx.owner, req);
+  if (!r) return std::move(r).err();
+  return wire::buffer_reply{*r};
+}
+
+status free_buffer(session_context& ctx, const wire::free_request& m) { return ctx.mm.free(ctx.owner, m.id); }
+
+status share(session_context& ctx, const wire::share_request& m) {
+  return ctx.mm.share(ctx.owner, m.buffer, m.with);
+}
+
+result<export_result> export_buffer(session_context& ctx, const wire::export_request& m) {
+  auto r = ctx.mm.export_fd(ctx.owner, m.id);
+  if (!r) return std::move(r).err();
+  return export_result{.body = {.offset = r->offset, .size = r->size, .kind = r->kind}, .fd = unique_fd(r->fd)};
+}
+
+result<wire::attach_reply> attach(session_context& ctx, const wire::attach_request& m) {
+  xbuf::attach_request req;
+  req.device = m.device;
+  req.mode = m.mode;
+  req.peer_capable = m.peer_capable;
+  // Called under the manager's locks: only hand the event over.
+  req.move_notify = [events = ctx.events](const move_notice& n) {
+    post_event(events, wire::move_notify_event{.attachment = n.attachment, .buffer = n.buffer, .from = n.from,
+                                               .to = n.to});
+  };
+  auto r = ctx.mm.attach(ctx.owner, m.buffer, req, &ctx.cancel);
+  if (!r) return std::move(r).err();
+  return wire::attach_reply{*r};
+}
+
+status detach(session_context& ctx, const wire::detach_request& m) { return ctx.mm.detach(ctx.owner, m.id); }
+
+result<wire::map_reply> map(session_context& ctx, const wire::map_request& m) {
+  auto r = ctx.mm.map(ctx.owner, m.attachment, &ctx.cancel);
+  if (!r) return std::move(r).err();
+  wire::map_reply body{.where = r->where, .ranges = {}, .peer = r->peer, .reason = r->reason,
+                       .generation = r->generation, .wait_fence = 0};
+  for (const auto& a : r->ranges) body.ranges.push_back({a.address, a.size});
+  if (r->wait_for && !r->wait_for->is_signaled()) body.wait_fence = ctx.fences.track(r->wait_for, false);
+  return body;
+}
+
+status unmap(session_context& ctx, const wire::unmap_request& m) { return ctx.mm.unmap(ctx.owner, m.id); }
+
+result<wire::fence_reply> add_client_fence(session_context& ctx, const wire::add_client_fence_request& m) {
+  fence_ptr fc = ctx.fences.make_client_fence();
+  std::optional<fence_clock::time_point> deadline;
+  if (m.deadline_ms > 0) deadline = fence_clock::now() + std::chrono::milliseconds(m.deadline_ms);
+  if (auto s = ctx.mm.add_fence(ctx.owner, m.buffer, fc, m.usage, deadline); !s) return std::move(s).err();
+  return wire::fence_reply{ctx.fences.track(std::move(fc), true)};
+}
+
+status signal_client_fence(session_context& ctx, const wire::signal_client_fence_request& m) {
+  auto e = ctx.fences.find(m.fence);
+  if (!e) return fail(errc::not_found, fence_name(m.fence) + ": unknown to this client");
+  if (!e->client_made) {
+    return fail(errc::permission_denied, fence_name(m.fence) + ": made by xbufd (a move), not by this client");
+  }
+  if (m.error > 0 || m.error < -4095) {
+    return fail(errc::invalid_argument,
+                fence_name(m.fence) + ": error " + std::to_string(m.error) + " is not 0 or a negative errno");
+  }
+  return e->fence->signal(m.error);
+}
+
+result<fence_wait> wait(session_context& ctx, const wire::wait_request& m) {
+  auto e = ctx.fences.find(m.fence);
+  if (!e) return fail(errc::not_found, fence_name(m.fence) + ": unknown to this client");
+  return fence_wait{.fence = std::move(e->fence), .id = m.fence, .timeout_ms = m.timeout_ms};
+}
+
+result<wire::validate_reply> validate(session_context& ctx, const wire::validate_request& m) {
+  auto r = ctx.mm.validate(ctx.owner, m.buffers, &ctx.cancel);
+  if (!r) return std::move(r).err();
+  return wire::validate_reply{.promoted = static_cast<std::uint32_t>(r->promoted),
+                              .deferred = static_cast<std::uint32_t>(r->deferred),
+                              .in_place = static_cast<std::uint32_t>(r->in_place),
+                              .no_room = static_cast<std::uint32_t>(r->no_room)};
+}
+
+result<wire::cpu_begin_reply> cpu_begin(session_context& ctx, const wire::cpu_begin_request& m) {
+  const fence_clock::duration timeout = m.timeout_ms == 0 ? wait_forever : std::chrono::milliseconds(m.timeout_ms);
+  const cpu_access_mode mode = m.write ? cpu_access_mode::write : cpu_access_mode::read;
+  auto r = ctx.mm.begin_cpu_access(ctx.owner, m.buffer, mode, timeout, &ctx.cancel);
+  if (!r) return std::move(r).err();
+  return wire::cpu_begin_reply{r->size};
+}
+
+status cpu_end(session_context& ctx, const wire::cpu_end_request& m) {
+  return ctx.mm.end_cpu_access(ctx.owner, m.id);
+}
+
+result<wire::stats_reply> stats(session_context& ctx, const wire::stats_request& /*m*/) {
+  return collect_stats(ctx.mm, ctx.clients);
+}
+
+}  // namespace xbuf::server

@@ -1,0 +1,157 @@
+// SPDX-License-Identifier: MIT
+//
+// handlers.hpp - what xbufd does for each request: the route table.
+//
+// Overview
+//   Every request type has one route: decode the frame into its message,
+//   call the handler, encode the handler's result as the reply. A handler is
+//   a plain function of (session_context&, const request&) returning the
+//   reply body or an error value; no sockets, no Asio, so each one is tested
+//   on a real memory manager without a daemon (tests/server/handlers_test).
+//
+//     request frame --find_route--> route --run_route--> route_outcome
+//                                    | where: session (never blocks) or
+//                                    |        pool (may block: the manager)
+//
+//   The session (session.hpp) only decides where a route runs, sends the
+//   outcome, and for wait (the one request whose reply waits for an event)
+//   waits for the fence without blocking a thread, then calls finish_wait().
+//
+//   How results become wire statuses: a handler's error value goes out as
+//   that error's code and message; a frame that does not decode as its
+//   message is protocol_error; a request before hello is bad_state; a
+//   request type without a route is unsupported. Exceptions (std's, only
+//   bad_alloc in practice) are not caught here: they stop at the session
+//   boundary (session::handle), which answers io_error.
+//
+// Rules
+//   - Context: a route whose `where` is run_on::pool may block (manager
+//     locks, evictions, CPU-access waits) and must run on the worker pool,
+//     never on an io_context thread; run_on::session routes never block.
+//   - One request of a session at a time: the session starts the next only
+//     after the reply of this one is queued. Handlers may therefore read and
+//     change the session_context without ordering concerns of their own;
+//     its members that other threads touch are thread-safe by themselves.
+//   - Ownership: ids (buffers, attachments, fences) are always the calling
+//     owner's; the manager refuses other owners' ids as not_found and the
+//     fence table is per session, so a handler never reaches another
+//     client's objects.
+//   - Events: handlers only hand events to ctx.events (move_notify from the
+//     manager, fence_signaled from client_fences); see event_sink.hpp.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string_view>
+#include <utility>
+
+#include "allocator/memory_manager.hpp"
+#include "core/cancel_token.hpp"
+#include "core/result.hpp"
+#include "server/client_fences.hpp"
+#include "server/client_registry.hpp"
+#include "server/event_sink.hpp"
+#include "server/log.hpp"
+#include "server/outgoing_frame.hpp"
+#include "server/protocol.hpp"
+
+namespace xbuf::server {
+
+// What a handler works with: the daemon's shared parts (borrowed) and the
+// state of one session (owned). Shared between the session and the worker
+// jobs it started, so it outlives every one of them.
+struct session_context {
+  session_context(memory_manager& m, client_registry& c, const logger& l, owner_id o, event_sink e)
+      : mm(m), clients(c), log(l), owner(o), events(e), fences(std::move(e)) {}
+
+  memory_manager& mm;        // borrowed; thread-safe
+  client_registry& clients;  // borrowed; thread-safe
+  const logger& log;         // borrowed
+  const owner_id owner;      // this client, for every manager call
+  const event_sink events;   // this session's events (move_notify)
+  cancel_token cancel;       // shutdown or hang-up: ends the session's blocking calls
+  client_fences fences;      // the fences this client knows by id
+  std::atomic<bool> greeted{false};  // hello succeeded; requests before it are refused
+};
+
+// Where a route runs (see Rules).
+enum class run_on : std::uint8_t { session, pool };
+
+// Set by wait: the reply waits for `fence` to signal, for up to timeout_ms.
+struct fence_wait {
+  fence_ptr fence;
+  std::uint64_t id = 0;          // the client's id for it, for the timeout message
+  std::uint32_t timeout_ms = 0;  // 0: only test
+};
+
+// One request's result: a reply ready to send, or (wait only) a fence to
+// wait for first.
+struct route_outcome {
+  outgoing_frame reply;
+  std::optional<fence_wait> wait;  // set: reply is empty; call finish_wait() after waiting
+};
+
+struct route {
+  wire::msg_type type;
+  run_on where;
+  route_outcome (*run)(session_context& ctx, const wire::frame& f);  // decode -> handler -> encode
+};
+
+// Every route, in msg_type order: one per request type this daemon serves.
+std::span<const route> route_table() noexcept;
+
+// The route of a request type; nullptr when there is none.
+const route* find_route(std::uint16_t type) noexcept;
+
+// Runs one request frame: refuses it before hello (bad_state) and without a
+// route (`r` null: unsupported, "reply(x): not implemented by this xbufd"),
+// else runs the route. Context: that of r->where. Throws only what std
+// throws (bad_alloc); the session turns that into a status.
+route_outcome run_route(const route* r, session_context& ctx, const wire::frame& f);
+
+// The reply to a wait once the fence signaled or the time is up: the
+// fence's own error, or timed_out naming the fence and the timeout.
+outgoing_frame finish_wait(const wire::frame_header& request, const fence_wait& w);
+
+// The reply a request gets when handling it threw: io_error
+// "xbufd internal error: <what>". Used by the session boundary only.
+outgoing_frame internal_error_reply(const wire::frame_header& request, std::string_view what);
+
+// ---------------------------------------------------------------------------
+// The handlers. Errors are the manager's (memory_manager.hpp) unless listed.
+
+// Errors: unsupported (another protocol version).
+result<wire::hello_reply> hello(session_context& ctx, const wire::hello_request& m);
+// Errors: invalid_argument (unknown flags), and allocate()'s.
+result<wire::buffer_reply> alloc(session_context& ctx, const wire::alloc_request& m);
+status free_buffer(session_context& ctx, const wire::free_request& m);
+status share(session_context& ctx, const wire::share_request& m);
+
+// export's reply travels with the exported fd.
+struct export_result {
+  wire::export_reply body;
+  unique_fd fd;
+};
+result<export_result> export_buffer(session_context& ctx, const wire::export_request& m);
+
+// Dynamic attachments report moves as move_notify events.
+result<wire::attach_reply> attach(session_context& ctx, const wire::attach_request& m);
+status detach(session_context& ctx, const wire::detach_request& m);
+// A move still in flight becomes a tracked fence: the reply's wait_fence.
+result<wire::map_reply> map(session_context& ctx, const wire::map_request& m);
+status unmap(session_context& ctx, const wire::unmap_request& m);
+result<wire::fence_reply> add_client_fence(session_context& ctx, const wire::add_client_fence_request& m);
+// Errors: not_found (no such fence id), permission_denied (made by xbufd),
+// invalid_argument (error not 0 or a negative errno), already_signaled.
+status signal_client_fence(session_context& ctx, const wire::signal_client_fence_request& m);
+// Errors: not_found (no such fence id). The waiting itself is the session's.
+result<fence_wait> wait(session_context& ctx, const wire::wait_request& m);
+result<wire::validate_reply> validate(session_context& ctx, const wire::validate_request& m);
+result<wire::cpu_begin_reply> cpu_begin(session_context& ctx, const wire::cpu_begin_request& m);
+status cpu_end(session_context& ctx, const wire::cpu_end_request& m);
+// Never fails.
+result<wire::stats_reply> stats(session_context& ctx, const wire::stats_request& m);
+
+}  // namespace xbuf::server

@@ -1,0 +1,325 @@
+// SPDX-License-Identifier: MIT
+#include "server/session.hpp"
+
+#include <sys/socket.h>
+
+#include <array>
+#include <boost/asio/experimental/as_tuple.hpp>
+#include <cerrno>
+#include <cstring>
+#include <deque>
+#include <memory>
+#include <string>
+
+#include "server/handlers.hpp"
+#include "server/outgoing_frame.hpp"
+
+namespace xbuf::server {
+
+namespace {
+
+using asio::awaitable;
+using local_socket = asio::local::stream_protocol::socket;
+constexpr auto tuple_awaitable = asio::experimental::as_tuple(asio::use_awaitable);
+
+class session : public std::enable_shared_from_this<session> {
+ public:
+  session(server_state& srv, local_socket sock, owner_id owner)
+      : srv_(srv), sock_(std::move(sock)), wake_(sock_.get_executor()), owner_(owner) {
+    wake_.expires_at(asio::steady_timer::time_point::max());
+  }
+
+  void start();
+
+  // Stage one of shutdown. Context: any thread.
+  void cancel() {
+    ctx_->cancel.cancel();  // thread-safe: wakes a manager call blocked on this session's behalf
+    asio::post(sock_.get_executor(), [self = shared_from_this()] {
+      boost::system::error_code ignored;
+      self->sock_.close(ignored);
+      self->closing_ = true;
+      self->wake_.cancel();
+    });
+  }
+
+ private:
+  event_sink make_event_sink();
+  auto report(const char* what);
+  void watch_hangup();
+  void enqueue(outgoing_frame o);
+
+  awaitable<void> reader();
+  awaitable<void> handle(const wire::frame& f);
+  awaitable<route_outcome> run(const wire::frame& f);
+  awaitable<void> await_fence(const fence_wait& w);
+  awaitable<void> release(bool clean);
+  awaitable<void> writer();
+  awaitable<bool> send(outgoing_frame& o);
+  awaitable<std::size_t> send_with_fd(outgoing_frame& o);
+
+  server_state& srv_;
+  local_socket sock_;        // its executor is this session's strand
+  asio::steady_timer wake_;  // the writer's condition variable
+  const owner_id owner_;
+  client_record record_;     // peer credentials, for the log
+  // Shared with the worker jobs of this session's requests (they may
+  // outlive a cancelled session by the time a manager call takes to notice).
+  std::shared_ptr<session_context> ctx_;
+  wire::frame_parser parser_{true};
+  bool closing_ = false;      // the reader is done: flush and close
+  bool writer_done_ = false;
+  bool watching_ = false;     // watch_hangup() is armed
+  std::deque<outgoing_frame> outq_;
+};
+
+// The session's one way in from other threads: an event frame posted to the
+// strand and queued, unless the session is gone by then.
+event_sink session::make_event_sink() {
+  return [w = weak_from_this(), ex = sock_.get_executor()](std::vector<std::uint8_t> bytes) {
+    asio::post(ex, [w, bytes = std::move(bytes)]() mutable {
+      if (auto s = w.lock()) s->enqueue(outgoing_frame{std::move(bytes), {}});
+    });
+  };
+}
+
+// Completion of the session's coroutines: an exception that escaped is
+// logged here - the last stop before the io_context.
+auto session::report(const char* what) {
+  return [srv = &srv_, what, owner = owner_](std::exception_ptr e) {
+    if (!e) return;
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& ex) {
+      srv->log("client %u: %s stopped by exception: %s", owner, what, ex.what());
+    }
+  };
+}
+
+void session::start() {
+  ucred cred{};
+  socklen_t len = sizeof cred;
+  record_.owner = owner_;
+  if (::getsockopt(sock_.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
+    record_.pid = cred.pid;
+    record_.uid = cred.uid;
+    record_.gid = cred.gid;
+  }
+  ctx_ = std::make_shared<session_context>(srv_.mm, srv_.clients, srv_.log, owner_, make_event_sink());
+  srv_.clients.add(record_, [w = weak_from_this()] {
+    if (auto s = w.lock()) s->cancel();
+  });
+  srv_.log("client %u connected (pid %d uid %u gid %u)", owner_, record_.pid, record_.uid, record_.gid);
+  auto self = shared_from_this();
+  asio::co_spawn(sock_.get_executor(), [self] { return self->reader(); }, report("reader"));
+  asio::co_spawn(sock_.get_executor(), [self] { return self->writer(); }, report("writer"));
+}
+
+// While a request is handled the reader does not read, so a client that
+// hangs up then would only be noticed once the request ends - never, if
+// it waits on the client's own fence. This watch sees the socket become
+// readable: end of stream cancels the session's blocking calls; data (a
+// pipelined request) is left for the reader and the watch is re-armed
+// before the next request. Strand only.
+void session::watch_hangup() {
+  if (watching_ || closing_) return;
+  watching_ = true;
+  sock_.async_wait(local_socket::wait_read, [w = weak_from_this()](boost::system::error_code ec) {
+    auto self = w.lock();
+    if (!self) return;
+    self->watching_ = false;
+    if (ec) return;  // closed or cancelled
+    char byte = 0;
+    if (::recv(self->sock_.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT) == 0) {
+      self->ctx_->cancel.cancel();  // end of stream: the client is gone
+    }
+  });
+}
+
+// Queues a frame. Strand only. Once the writer is done the frame (and its
+// fd) is dropped.
+void session::enqueue(outgoing_frame o) {
+  if (writer_done_) return;
+  outq_.push_back(std::move(o));
+  wake_.cancel();
+}
+
+awaitable<void> session::reader() {
+  std::array<std::uint8_t, 16 * 1024> buf{};  // each read is bounded; frames by max_payload
+  bool clean = true;
+  for (bool stop = false; !stop;) {
+    auto [ec, n] = co_await sock_.async_read_some(asio::buffer(buf), tuple_awaitable);
+    if (ec) {
+      auto end = parser_.finish();
+      if (end.status == wire::parse_status::bad && ec == asio::error::eof) {
+        srv_.log("client %u: %s", owner_, end.error.c_str());
+      }
+      break;
+    }
+    parser_.feed(std::span<const std::uint8_t>(buf.data(), n));
+    for (;;) {
+      auto r = parser_.next();
+      if (r.status == wire::parse_status::need_more) break;
+      if (r.status == wire::parse_status::bad) {
+        srv_.log("client %u: protocol error, closing: %s", owner_, r.error.c_str());
+        if (r.request_id) {
+          enqueue({wire::encode_error_reply(r.type, *r.request_id, fail(errc::protocol_error, r.error)), {}});
+        }
+        clean = false;
+        stop = true;
+        break;
+      }
+      watch_hangup();
+      co_await handle(r.frame_);
+    }
+  }
+  closing_ = true;
+  wake_.cancel();
+  co_await release(clean);
+}
+
+// One request, start to reply: the session boundary. An exception from the
+// handler (rethrown from the pool by on_pool) or from the waiting stops
+// here and becomes an io_error reply; the session goes on.
+awaitable<void> session::handle(const wire::frame& f) {
+  std::string failure;
+  bool replied = false;
+  try {
+    route_outcome out = co_await run(f);
+    if (out.wait) {
+      co_await await_fence(*out.wait);
+      out.reply = finish_wait(f.header, *out.wait);
+    }
+    enqueue(std::move(out.reply));
+    replied = true;
+    ctx_->fences.arm();  // fences named in that reply may report now
+    co_return;
+  } catch (const std::exception& e) {
+    failure = e.what();
+  }
+  if (replied) {
+    srv_.log("client %u: %s: after its reply: %s", owner_, wire::type_name(f.header.type).c_str(),
+             failure.c_str());
+    co_return;
+  }
+  enqueue(internal_error_reply(f.header, failure));
+}
+
+// Runs the request's route where the table says: inline (never blocks) or
+// on the worker pool (may block). The pool job copies the frame and shares
+// the context, so it depends on nothing of the strand.
+awaitable<route_outcome> session::run(const wire::frame& f) {
+  const route* r = find_route(f.header.type);
+  if (r == nullptr || r->where == run_on::session) co_return run_route(r, *ctx_, f);
+  auto job = [ctx = ctx_, r, f] { return run_route(r, *ctx, f); };
+  auto out = co_await on_pool(srv_.pool, std::move(job));
+  co_return std::move(*out);
+}
+
+// Waits without blocking the strand: the fence's callback posts to the
+// strand and cancels a timer that otherwise expires at the timeout.
+// Shutdown or a hang-up ends the wait too.
+awaitable<void> session::await_fence(const fence_wait& w) {
+  if (w.fence->is_signaled() || w.timeout_ms == 0) co_return;
+  auto timer = std::make_shared<asio::steady_timer>(sock_.get_executor());
+  timer->expires_after(std::chrono::milliseconds(w.timeout_ms));
+  // Both wakers only post: one runs under the fence's lock, the other under
+  // the cancel token's.
+  auto wake = [timer, ex = sock_.get_executor()] { asio::post(ex, [timer] { timer->cancel(); }); };
+  auto cb = w.fence->add_callback([wake](const fence&) { wake(); });
+  cancel_token::scoped_waker on_cancel(&ctx_->cancel, wake);
+  if (!cb) co_return;  // signaled meanwhile
+  if (!ctx_->cancel.cancelled()) co_await timer->async_wait(tuple_awaitable);
+  // If the callback is running right now this returns once its post is done.
+  w.fence->remove_callback(*cb);
+}
+
+// Stage two for this session: forget its fences' callbacks (they post to
+// this strand) and release its owner on the pool, then leave the registry.
+awaitable<void> session::release(bool clean) {
+  auto job = [ctx = ctx_] {
+    ctx->fences.forget_all();
+    return ctx->mm.release_owner(ctx->owner);
+  };
+  const std::size_t freed = *co_await on_pool(srv_.pool, std::move(job));
+  const std::string name = [&] {
+    auto rec = srv_.clients.remove(owner_);
+    return rec ? rec->name : std::string();
+  }();
+  srv_.log("client %u (pid %d, '%s') disconnected%s: released %zu buffers", owner_, record_.pid, name.c_str(),
+           clean ? "" : " after a protocol error", freed);
+}
+
+awaitable<void> session::writer() {
+  for (;;) {
+    while (!outq_.empty()) {
+      outgoing_frame o = std::move(outq_.front());
+      outq_.pop_front();
+      if (!co_await send(o)) {
+        // The peer is gone: drop what is queued (closing its fds); the
+        // reader sees the error.
+        outq_.clear();
+        writer_done_ = true;
+        boost::system::error_code ignored;
+        sock_.close(ignored);
+        co_return;
+      }
+    }
+    if (closing_) {
+      writer_done_ = true;
+      boost::system::error_code ignored;
+      sock_.shutdown(local_socket::shutdown_both, ignored);
+      sock_.close(ignored);
+      co_return;
+    }
+    co_await wake_.async_wait(tuple_awaitable);  // cancelled by enqueue() or closing
+  }
+}
+
+// Sends one frame; an fd goes as SCM_RIGHTS with the first byte(s).
+awaitable<bool> session::send(outgoing_frame& o) {
+  std::size_t sent = 0;
+  if (o.fd) {
+    sent = co_await send_with_fd(o);
+    o.fd.reset();  // the peer holds its own copy now (or never will)
+    if (sent == 0) co_return false;
+  }
+  if (sent < o.bytes.size()) {
+    auto [ec, n] = co_await asio::async_write(
+        sock_, asio::buffer(o.bytes.data() + sent, o.bytes.size() - sent), tuple_awaitable);
+    if (ec) co_return false;
+  }
+  co_return true;
+}
+
+// One sendmsg() carrying o.fd and as many of o.bytes as the socket takes.
+// Returns the bytes sent; 0 when the socket failed.
+awaitable<std::size_t> session::send_with_fd(outgoing_frame& o) {
+  for (;;) {
+    auto [ec] = co_await sock_.async_wait(local_socket::wait_write, tuple_awaitable);
+    if (ec) co_return 0;
+    iovec iov{o.bytes.data(), o.bytes.size()};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))]{};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    const int fd = o.fd.get();
+    std::memcpy(CMSG_DATA(c), &fd, sizeof(int));
+    const ssize_t k = ::sendmsg(sock_.native_handle(), &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) continue;
+    co_return k > 0 ? static_cast<std::size_t>(k) : 0;
+  }
+}
+
+}  // namespace
+
+void start_session(server_state& srv, local_socket sock, owner_id owner) {
+  std::make_shared<session>(srv, std::move(sock), owner)->start();
+}
+
+}  // namespace xbuf::server
