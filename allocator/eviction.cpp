@@ -3,8 +3,8 @@
 // eviction.cpp - choosing victims in a full domain and starting their moves.
 //
 // Implementation notes
-//   - Two passes over the domain's LRU: idle victims (no unsignaled fences)
-//     first, since their moves start at once; busy ones only if that was not
+//   - Two passes over the domain's LRU: idle victims (no unsignaled job or
+//     client fences) first, since their moves start at once; busy ones only if that was not
 //     enough. Busy moves are pipelined: the copy waits for the victim's
 //     fences (move_job.hpp), nothing here blocks.
 //   - Victims are trylocked, never locked: the manager mutex is held, and a
@@ -28,8 +28,10 @@ std::uint64_t memory_manager::evict_locked(int domain, std::uint64_t needed, con
       if (started >= needed) break;
       if (victim == self || victim->no_evict) continue;
       if (!victim->resv.mutex().trylock()) continue;  // contended: someone is using it
+      // Idle: no job or client is using it. A pending clear or earlier move
+      // (KERNEL fences) runs on the engine the move will queue behind anyway.
       const bool movable =
-          victim->pins == 0 && (!idle_only || victim->resv.test_signaled(fence_usage::bookkeep));
+          victim->pins == 0 && (!idle_only || victim->resv.test_signaled_above(fence_usage::kernel));
       if (movable) started += evict_one_locked(*victim, domain);
       victim->resv.mutex().unlock();
     }

@@ -90,6 +90,12 @@ class heap {
   // have). Never fails. Returns true if it had to be delayed.
   bool release(heap_allocation a, std::vector<fence_ptr> fences);
 
+  // True when memory handed out may have held earlier buffers' bytes (a VRAM
+  // arena's ranges are reused), so it must be cleared before a new owner
+  // sees it; false when each allocation is fresh from the kernel (memfd pages
+  // start zeroed).
+  bool reuses_memory() const noexcept { return do_reuses_memory(); }
+
   // Frees every zombie whose fences have all signaled. Returns how many.
   std::size_t reap();
 
@@ -118,6 +124,8 @@ class heap {
   // do_largest_free_block / do_fragmentation: for stats and error messages.
   virtual std::uint64_t do_largest_free_block() const noexcept = 0;
   virtual double do_fragmentation() const noexcept = 0;
+  // do_reuses_memory: see reuses_memory(). Mandatory.
+  virtual bool do_reuses_memory() const noexcept = 0;
 
   struct zombie {
     heap_allocation allocation;

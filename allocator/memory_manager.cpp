@@ -261,6 +261,12 @@ result<exported_memory> memory_manager::export_fd_unguarded(owner_id owner, buff
   if (!locked) return std::move(locked).err();
   auto& buf = locked->buf;
   buf->resv.assert_held();
+  // Whoever maps the fd uses the bytes at once, with no fence to wait for:
+  // a pending clear or move (KERNEL fences) must be done first. The lock
+  // holds new moves back; the wait needs no lock of ours.
+  if (auto s = buf->resv.wait(fence_usage::kernel, default_move_timeout); !s) {
+    return std::move(s).err().prefixed("export " + buffer_name(id) + ": waiting for its move or clear");
+  }
   mutex_lock lock(mutex_);
   auto e = backend_.export_fd(buf->backing.span);
   if (!e) return std::move(e).err().prefixed("export " + buffer_name(id));

@@ -167,6 +167,8 @@ struct manager_counters {
   std::uint64_t promotions = 0;
   std::uint64_t promotions_deferred = 0;  // skipped by the anti ping-pong interval
   std::uint64_t allocation_failures = 0;
+  std::uint64_t clears = 0;           // new buffers zeroed before their first use
+  std::uint64_t bytes_cleared = 0;
 };
 
 struct manager_stats {
@@ -271,7 +273,8 @@ class memory_manager {
   // Errors: not_found, bad_state (no access begun).
   status end_cpu_access(owner_id owner, buffer_id id);
 
-  // Exports the buffer's memory as a new fd (the caller owns it).
+  // Exports the buffer's memory as a new fd (the caller owns it), once its
+  // pending move or clear is done (the receiver has no fence to wait for).
   // Errors: not_found, and the backend's (unsupported without fd backing).
   result<exported_memory> export_fd(owner_id owner, buffer_id id);
 
@@ -374,6 +377,10 @@ class memory_manager {
   error no_room_locked(const std::vector<int>& domains, std::uint64_t size,
                        std::string_view what) XBUF_REQUIRES(mutex_);
   void reap_locked() XBUF_REQUIRES(mutex_);
+  // Zeroes a new buffer's memory where its heap reuses memory, on the
+  // backend's engine; the fill becomes the buffer's KERNEL fence, so every
+  // map and CPU access waits for it. Reservation held.
+  status clear_new_locked(buffer& buf) XBUF_REQUIRES(mutex_);
   void touch_locked(buffer& buf) XBUF_REQUIRES(mutex_);
 
   // --- eviction (eviction.cpp) ---

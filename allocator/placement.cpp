@@ -166,6 +166,25 @@ error memory_manager::no_room_locked(const std::vector<int>& domains, std::uint6
 
 // ---------------------------------------------------------------- allocate
 
+status memory_manager::clear_new_locked(buffer& buf) {
+  buf.resv.assert_held();
+  if (!at(buf.domain).reuses_memory()) return ok();
+  // The whole block, padding included: none of a previous owner's bytes
+  // may reach this one, whatever later exposes the block.
+  const memory_span whole{buf.backing.span.block, buf.backing.span.offset,
+                          static_cast<std::size_t>(buf.backing.bytes)};
+  if (auto r = buf.resv.reserve_fences(1); !r) return r;
+  auto cleared = backend_.fill(whole, 0);
+  if (!cleared) {
+    return std::move(cleared).err().prefixed("clearing " + format_bytes(buf.backing.bytes) +
+                                             " of " + at(buf.domain).name() + " for a new owner");
+  }
+  buf.resv.add_fence(std::move(*cleared), fence_usage::kernel);
+  ++counters_.clears;
+  counters_.bytes_cleared += buf.backing.bytes;
+  return ok();
+}
+
 result<buffer_id> memory_manager::allocate_unguarded(owner_id owner, const alloc_request& req) {
   if (req.size == 0) return fail(errc::invalid_argument, "allocate: size is 0");
   if (req.alignment != 0 && (!std::has_single_bit(req.alignment) || req.alignment > max_alignment)) {
@@ -209,6 +228,12 @@ result<buffer_id> memory_manager::allocate_unguarded(owner_id owner, const alloc
   }
   buf->domain = room->domain;
   buf->backing = std::move(room->allocation);
+  if (auto s = clear_new_locked(*buf); !s) {
+    at(buf->domain).release(std::move(buf->backing), {});
+    accounts_.refund_new(owner, req.size, req.no_evict);
+    buf->resv.mutex().unlock();
+    return std::move(s).err().prefixed(what);
+  }
   auto& h = at(buf->domain);
   buf->lru_pos = h.lru().insert(h.lru().end(), buf.get());
   buf->last_promotion = std::chrono::steady_clock::now();

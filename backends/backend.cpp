@@ -110,6 +110,21 @@ result<fence_ptr> backend::copy(const memory_span& dst, const memory_span& src,
   return guarded(name(), "copy", [&] { return do_copy(dst, src, wait_for); });
 }
 
+result<fence_ptr> backend::fill(const memory_span& dst, std::uint8_t value,
+                                std::span<const fence_ptr> wait_for) {
+  if (auto s = check_span(*this, "fill", "dst", dst); !s) return s.err();
+  for (std::size_t i = 0; i < wait_for.size(); ++i) {
+    if (!wait_for[i]) {
+      return fail(errc::invalid_argument,
+                  prefix(*this, "fill") + "wait_for[" + std::to_string(i) + "] is a null fence");
+    }
+  }
+  if (!caps_.fill) {
+    return fail(errc::unsupported, prefix(*this, "fill") + "this backend cannot fill memory");
+  }
+  return guarded(name(), "fill", [&] { return do_fill(dst, value, wait_for); });
+}
+
 result<exported_memory> backend::export_fd(const memory_span& span) {
   if (auto s = check_span(*this, "export_fd", "span", span); !s) return s.err();
   return guarded(name(), "export_fd", [&] { return do_export_fd(span); });
@@ -147,6 +162,11 @@ result<std::optional<int>> backend::link_count(int device, int peer) {
   if (auto s = check_device(*this, "link_count", "device", device); !s) return s.err();
   if (auto s = check_device(*this, "link_count", "peer", peer); !s) return s.err();
   return do_link_count(device, peer);
+}
+
+result<fence_ptr> backend::do_fill(const memory_span& dst, std::uint8_t, std::span<const fence_ptr>) {
+  return fail(errc::unsupported, prefix(*this, "fill") + "this backend cannot fill " +
+                                     std::string(to_string(dst.block->kind)) + " memory");
 }
 
 result<exported_memory> backend::do_export_fd(const memory_span& span) {

@@ -66,6 +66,7 @@ struct backend_caps {
   bool host_mapped_device = false; // device blocks have a host_ptr (sim)
   bool pinned_host = false;        // allocate_host(pinned=true) page-locks memory
   bool peer_query = false;         // can_access_peer() asks a real runtime
+  bool fill = false;               // fill() works (on the device's engine where it has one)
   std::size_t device_granularity = 4096;  // device allocations are multiples of this
 };
 
@@ -134,6 +135,18 @@ class backend {
   result<fence_ptr> copy(const memory_span& dst, const memory_span& src,
                          std::span<const fence_ptr> wait_for = {});
 
+  // Sets every byte of dst to `value` once every fence in wait_for has
+  // signaled, on the engine that copies (a GPU's copy stream, the sim's DMA
+  // engine), so a fill is fenced and ordered like a copy. The memory manager
+  // clears memory this way before it reaches a new owner (TTM clears the
+  // same way). Returns the fill's fence.
+  // Errors (returned now, nothing queued): invalid_argument (as copy's dst,
+  // or a null fence), unsupported (no caps.fill, or a block this backend
+  // cannot reach), device_lost.
+  // Context: never blocks on the fences; may allocate.
+  result<fence_ptr> fill(const memory_span& dst, std::uint8_t value,
+                         std::span<const fence_ptr> wait_for = {});
+
   // Exports the block as a new fd for another process (the caller owns it).
   // Errors: unsupported (no fd behind this block), io_error (dup failed).
   result<exported_memory> export_fd(const memory_span& span);
@@ -163,6 +176,9 @@ class backend {
   virtual result<memory_block_ptr> do_allocate_host(std::size_t bytes, bool pinned, int numa_node) = 0;
   virtual result<fence_ptr> do_copy(const memory_span& dst, const memory_span& src,
                                     std::span<const fence_ptr> wait_for) = 0;
+  // Optional (caps.fill says whether it is there): default returns unsupported.
+  virtual result<fence_ptr> do_fill(const memory_span& dst, std::uint8_t value,
+                                    std::span<const fence_ptr> wait_for);
   // Optional: default returns unsupported.
   virtual result<exported_memory> do_export_fd(const memory_span& span);
   // Optional: default returns unsupported (and closes the fd).

@@ -173,4 +173,15 @@ bool reservation::test_signaled(fence_usage usage) const {
   return std::all_of(list.begin(), list.end(), [](const fence_ptr& f) { return f->is_signaled(); });
 }
 
+bool reservation::test_signaled_above(fence_usage usage) const {
+  std::vector<entry> snapshot;
+  {
+    mutex_lock guard(snapshot_mutex_);
+    snapshot = entries_;
+  }
+  return std::all_of(snapshot.begin(), snapshot.end(), [usage](const entry& e) {
+    return e.usage <= usage || e.f->is_signaled();
+  });
+}
+
 }  // namespace xbuf

@@ -143,6 +143,10 @@ class reservation {
   // Context: never blocks; may run callbacks of polled fences.
   // Locking: none needed.
   bool test_signaled(fence_usage usage) const;
+  // True if every fence with usage > `usage` has signaled: with KERNEL, "no
+  // job or client is using it" - moves and clears may still be pending.
+  // Context, Locking: as test_signaled.
+  bool test_signaled_above(fence_usage usage) const;
 
  private:
   struct entry {

@@ -44,6 +44,7 @@ allowed_for() {  # folder path relative to root -> allowed top-level folders
 status=0
 checked=0
 while IFS= read -r file; do
+  [ -f "$file" ] || continue  # deleted in the work tree, not yet in git
   allowed=$(allowed_for "$file")
   [ -n "$allowed" ] || continue
   checked=$((checked + 1))

@@ -3,6 +3,10 @@
 // cuda_backend.hpp - the CUDA backend: NVIDIA GPUs through the driver API.
 //
 // Overview
+//   The GPU skeleton (backends/gpu/gpu_backend.hpp: streams, event fences,
+//   the poller, deferred submission, copies, export/import) over the CUDA
+//   driver's primitives (cuda_prims.hpp).
+//
 //   Device memory comes from the virtual memory management calls: cuMemCreate
 //   (with the POSIX-fd handle type where the device supports it, so a block
 //   can be exported to another process), cuMemAddressReserve, cuMemMap and
@@ -12,15 +16,8 @@
 //   comes from cuMemAlloc and cannot be exported.
 //
 //   Host memory is memfd memory mapped shared (so it can be exported by fd),
-//   page-locked with cuMemHostRegister(PORTABLE) when pinned.
-//
-//   Each device has one dedicated non-blocking stream; copies are
-//   cuMemcpyAsync on it (unified addressing: the driver tells host from
-//   device pointers) and each returns an event fence ("cuda-event"): an
-//   event recorded after the copy, signaled by a poller thread. A copy waits
-//   for this backend's event fences on the GPU (cuStreamWaitEvent); any other
-//   fence is waited for by a submitter thread, which enqueues the copy once
-//   the fence signaled - copy() itself never blocks.
+//   page-locked with cuMemHostRegister(PORTABLE) when pinned. Fences are
+//   "cuda-event".
 //
 // Rules
 //   - libcuda.so.1 is dlopen()ed (cuda_driver.hpp); nothing here needs it at
@@ -30,12 +27,7 @@
 //     calling thread and popped afterwards, so the application's own current
 //     context is left as it was.
 //   - Every driver error becomes an xbuf::error naming the call and its
-//     arguments (cuda_error.hpp). An asynchronous failure shows as the copy
-//     fence's error: -EIO, or -ENODEV when the device was lost.
-//   - Blocks and fences keep the device state (context, stream) alive, so
-//     they may outlive the backend. Destroying the backend cancels copies
-//     still waiting for software fences (-ECANCELED) and waits for the
-//     queued GPU work to finish.
+//     arguments (cuda_error.hpp). Fences and lifetimes: gpu_backend.hpp.
 #pragma once
 
 #include <memory>

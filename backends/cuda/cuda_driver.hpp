@@ -17,6 +17,11 @@
 //   resolving the named symbols is equivalent for the calls used here, and
 //   also works with drivers older than 11.3.)
 //
+//   cuda_checked wraps the same table with one checked member per entry point
+//   (gpu/checked_call.hpp): cuda_checked(drv).cuStreamCreate("device 0", &s,
+//   flags) returns a status naming the call, so no call site tests a
+//   CUresult by hand.
+//
 // Rules
 //   - load() is thread-safe and cheap after the first call for a library name:
 //     the table is built once per name and shared (shared_ptr) by everything
@@ -33,6 +38,9 @@
 #include <memory>
 #include <string>
 
+#include "backends/cuda/cuda_error.hpp"
+#include "backends/gpu/checked_call.hpp"
+#include "backends/gpu/runtime_library.hpp"
 #include "core/result.hpp"
 
 namespace xbuf {
@@ -64,6 +72,7 @@ namespace xbuf {
   X(cuEventRecord)                      \
   X(cuEventQuery)                       \
   X(cuMemcpyAsync)                      \
+  X(cuMemsetD8Async)                    \
   X(cuMemAlloc_v2)                      \
   X(cuMemFree_v2)                       \
   X(cuMemGetInfo_v2)                    \
@@ -84,7 +93,9 @@ namespace xbuf {
   X(cuMemExportToShareableHandle)        \
   X(cuMemImportFromShareableHandle)
 
-class cuda_driver {
+// library() and version() (cuDriverGetVersion: 12040 = 12.4) come from
+// runtime_table.
+class cuda_driver final : public gpu::runtime_table {
  public:
   // Loads `library` (default "libcuda.so.1") and calls cuInit(0).
   // Errors: no_device when the library is missing ("libcuda.so.1 not found:
@@ -95,26 +106,24 @@ class cuda_driver {
   // Ownership: the returned table is shared and immutable.
   static result<std::shared_ptr<const cuda_driver>> load(const std::string& library = "libcuda.so.1");
 
-  // The driver's CUDA version as cuDriverGetVersion reports it (12040 = 12.4).
-  int version() const noexcept { return version_; }
-  const std::string& library() const noexcept { return library_; }
   bool has_vmm() const noexcept { return cuMemCreate != nullptr; }
 
   // The function table, named as the symbols are (public on purpose: this is
-  // a table, not an abstraction; callers wrap results with cuda_error()).
+  // a table, not an abstraction; calls go through cuda_checked).
 #define XBUF_CUDA_DECLARE_POINTER(name) decltype(&::name) name = nullptr;
   XBUF_CUDA_REQUIRED_FUNCTIONS(XBUF_CUDA_DECLARE_POINTER)
   XBUF_CUDA_VMM_FUNCTIONS(XBUF_CUDA_DECLARE_POINTER)
 #undef XBUF_CUDA_DECLARE_POINTER
 
   cuda_driver() = default;  // load() builds it; public only for make_shared
-  cuda_driver(const cuda_driver&) = delete;
-  cuda_driver& operator=(const cuda_driver&) = delete;
+};
 
- private:
-  friend struct cuda_driver_loader;
-  std::string library_;
-  int version_ = 0;
+// The driver table's entry points, each returning a status (see Overview).
+class cuda_checked final : public gpu::checked_calls<cuda_driver, CUresult, CUDA_SUCCESS, &cuda_error> {
+ public:
+  using checked_calls::checked_calls;
+  XBUF_CUDA_REQUIRED_FUNCTIONS(XBUF_GPU_CHECKED_CALL)
+  XBUF_CUDA_VMM_FUNCTIONS(XBUF_GPU_CHECKED_CALL)
 };
 
 }  // namespace xbuf

@@ -52,11 +52,28 @@ result<fence_ptr> copy_engine::submit(void* dst, const void* src, std::size_t by
   j.wait_for.assign(wait_for.begin(), wait_for.end());
   j.dst_keep = std::move(dst_keep);
   j.src_keep = std::move(src_keep);
+  return enqueue(std::move(j));
+}
+
+result<fence_ptr> copy_engine::submit_fill(void* dst, std::uint8_t value, std::size_t bytes,
+                                           std::span<const fence_ptr> wait_for,
+                                           memory_block_ptr dst_keep) {
+  job j;
+  j.dst = dst;
+  j.fill_value = value;
+  j.bytes = bytes;
+  j.wait_for.assign(wait_for.begin(), wait_for.end());
+  j.dst_keep = std::move(dst_keep);
+  return enqueue(std::move(j));
+}
+
+result<fence_ptr> copy_engine::enqueue(job j) {
   fence_ptr done;
   {
     mutex_lock lock(mutex_);
     if (stopping_) {
-      return fail(errc::bad_state, config_.name + ": shutting down, copy not queued");
+      return fail(errc::bad_state, config_.name + ": shutting down, " +
+                                       (j.src != nullptr ? "copy" : "fill") + " not queued");
     }
     // The seqno is taken under the lock together with the queue position, so
     // queue order is seqno order.
@@ -206,7 +223,11 @@ int copy_engine::execute(job& j) noexcept {
       if (const int code = abort_code_locked(j); code != 0) return code;
     }
     const std::size_t n = std::min(chunk, j.bytes - done);
-    std::memcpy(static_cast<char*>(j.dst) + done, static_cast<const char*>(j.src) + done, n);
+    if (j.src != nullptr) {
+      std::memcpy(static_cast<char*>(j.dst) + done, static_cast<const char*>(j.src) + done, n);
+    } else {
+      std::memset(static_cast<char*>(j.dst) + done, j.fill_value, n);
+    }
     done += n;
     if (rate > 0) {
       // Pace against the start so rounding does not accumulate.

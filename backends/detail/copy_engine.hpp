@@ -75,7 +75,7 @@ struct copy_engine_stats {
   std::uint64_t submitted = 0;
   std::uint64_t completed = 0;  // fence signaled with 0
   std::uint64_t failed = 0;     // fence signaled with an error
-  std::uint64_t bytes_copied = 0;
+  std::uint64_t bytes_copied = 0;  // copies and fills
 };
 
 class copy_engine {
@@ -98,6 +98,12 @@ class copy_engine {
   result<fence_ptr> submit(void* dst, const void* src, std::size_t bytes,
                            std::span<const fence_ptr> wait_for, memory_block_ptr dst_keep,
                            memory_block_ptr src_keep);
+
+  // Queues setting `bytes` at dst to `value` after `wait_for`: a job like a
+  // copy (same queue, same fence timeline, same faults). dst_keep is held
+  // until the fence signals. Errors and context: as submit.
+  result<fence_ptr> submit_fill(void* dst, std::uint8_t value, std::size_t bytes,
+                                std::span<const fence_ptr> wait_for, memory_block_ptr dst_keep);
 
   // The next `count` copies submitted after this call fail with -EIO, their
   // destination untouched (they still wait for their wait_for fences first).
@@ -122,7 +128,8 @@ class copy_engine {
     std::uint64_t seqno = 0;
     std::uint64_t reset_generation = 0;
     void* dst = nullptr;
-    const void* src = nullptr;
+    const void* src = nullptr;     // null for a fill
+    std::uint8_t fill_value = 0;   // what a fill writes
     std::size_t bytes = 0;
     bool inject_failure = false;
     fence_clock::duration extra_latency{};
@@ -133,6 +140,8 @@ class copy_engine {
   };
 
   explicit copy_engine(copy_engine_config config);
+  // Queues `j` (dst, src or fill_value, bytes, wait_for, keeps filled in).
+  result<fence_ptr> enqueue(job j);
   void run() noexcept;
   int execute(job& j) noexcept;
   int wait_dependencies(job& j) noexcept;

@@ -4,9 +4,11 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <climits>
 #include <cstring>
 #include <utility>
 
@@ -15,6 +17,12 @@
 namespace xbuf::detail {
 
 namespace {
+
+// MPOL_BIND from <linux/mempolicy.h>; the mask covers nodes 0..1023.
+constexpr int mpol_bind = 2;
+constexpr int mask_words = 16;
+constexpr int bits_per_word = static_cast<int>(sizeof(unsigned long) * CHAR_BIT);
+
 }  // namespace
 
 std::size_t page_size() noexcept {
@@ -28,7 +36,8 @@ std::size_t page_size() noexcept {
 memfd_mapping::memfd_mapping(memfd_mapping&& other) noexcept
     : fd_(std::exchange(other.fd_, -1)),
       data_(std::exchange(other.data_, nullptr)),
-      size_(std::exchange(other.size_, 0)) {}
+      size_(std::exchange(other.size_, 0)),
+      numa_node_(std::exchange(other.numa_node_, -1)) {}
 
 memfd_mapping& memfd_mapping::operator=(memfd_mapping&& other) noexcept {
   if (this != &other) {
@@ -36,6 +45,7 @@ memfd_mapping& memfd_mapping::operator=(memfd_mapping&& other) noexcept {
     fd_ = std::exchange(other.fd_, -1);
     data_ = std::exchange(other.data_, nullptr);
     size_ = std::exchange(other.size_, 0);
+    numa_node_ = std::exchange(other.numa_node_, -1);
   }
   return *this;
 }
@@ -49,10 +59,12 @@ void memfd_mapping::release() noexcept {
   data_ = nullptr;
   fd_ = -1;
   size_ = 0;
+  numa_node_ = -1;
 }
 
 result<memfd_mapping> memfd_mapping::create(const std::string& name, std::size_t bytes) {
   const std::size_t page = page_size();
+  if (bytes == 0) return fail(errc::invalid_argument, "memfd " + name + ": 0 bytes requested");
   if (bytes > (static_cast<std::size_t>(1) << 62)) {
     return fail(errc::out_of_memory, "memfd " + name + ": " + std::to_string(bytes) +
                                          " bytes is beyond any address space");
@@ -104,6 +116,25 @@ result<memfd_mapping> memfd_mapping::map_fd(int fd) {
   m.data_ = p;
   m.size_ = size;
   return m;
+}
+
+status memfd_mapping::bind_to_node(int node) {
+  const std::string what = "cannot bind " + std::to_string(size_) + " bytes to NUMA node " + std::to_string(node);
+  if (node < 0 || node >= mask_words * bits_per_word) {
+    return fail(errc::invalid_argument, what + ": the node is out of range");
+  }
+  unsigned long mask[mask_words] = {};
+  mask[node / bits_per_word] = 1UL << (node % bits_per_word);
+  if (::syscall(SYS_mbind, data_, size_, mpol_bind, mask, mask_words * bits_per_word + 1, 0) != 0) {
+    const int e = errno;
+    const errc code = e == EINVAL   ? errc::invalid_argument  // no such node
+                      : e == ENOSYS || e == EXDEV ? errc::unsupported
+                      : e == ENOMEM ? errc::out_of_memory
+                                    : errc::io_error;
+    return fail(code, what + ": mbind: " + errno_text(e));
+  }
+  numa_node_ = node;
+  return {};
 }
 
 const memfd_block* owned_block(const memory_block_ptr& p, const void* owner) noexcept {

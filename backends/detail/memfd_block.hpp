@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 //
 // memfd_block.hpp - (internal) memory blocks backed by a memfd mapping, shared
-// by the host and sim backends.
+// by the host, sim and GPU backends.
 //
 // Overview
 //   A memfd_mapping is a memfd (or an imported fd) mapped MAP_SHARED into this
@@ -17,7 +17,12 @@
 //     the backend that made them and owner identity is never reused while a
 //     block exists.
 //   - on_release runs from the destructor on whatever thread drops the last
-//     reference; it must only update counters under a leaf lock.
+//     reference, before the mapping goes: it may update counters under a
+//     leaf lock or undo what was done to the pages (the GPU backend
+//     unregisters them from its runtime); it must not block on a fence.
+//   - NUMA binding (bind_to_node) is mbind(MPOL_BIND) on the shared mapping,
+//     through syscall() so that nothing here needs libnuma; it must happen
+//     before the first touch, so the pages are born on the node.
 #pragma once
 
 #include <cstddef>
@@ -42,8 +47,9 @@ class memfd_mapping {
   ~memfd_mapping();
 
   // A new memfd named `name` (shows in /proc/<pid>/maps as /memfd:name) of
-  // `bytes` bytes, mapped read-write. The pages are not touched.
-  // Errors: out_of_memory (ftruncate or mmap refused the size), io_error.
+  // `bytes` bytes rounded up to the page size, mapped read-write. The pages
+  // are not touched. Errors: invalid_argument (0 bytes), out_of_memory
+  // (ftruncate or mmap refused the size), io_error.
   // Context: may block in the kernel; allocates.
   static result<memfd_mapping> create(const std::string& name, std::size_t bytes);
 
@@ -51,9 +57,17 @@ class memfd_mapping {
   // Errors: invalid_argument (not an open fd, or nothing to map), io_error.
   static result<memfd_mapping> map_fd(int fd);
 
+  // Binds the whole mapping to NUMA node `node` (MPOL_BIND). Call before
+  // touching the pages. Errors: invalid_argument (a node the kernel does not
+  // know, naming it), unsupported (no NUMA support in the kernel),
+  // out_of_memory, io_error. Context: one system call.
+  status bind_to_node(int node);
+
   void* data() const noexcept { return data_; }
   std::size_t size() const noexcept { return size_; }
   int fd() const noexcept { return fd_; }
+  // The node bind_to_node bound the pages to; -1 when not bound.
+  int numa_node() const noexcept { return numa_node_; }
 
  private:
   void release() noexcept;
@@ -61,6 +75,7 @@ class memfd_mapping {
   int fd_ = -1;
   void* data_ = nullptr;
   std::size_t size_ = 0;
+  int numa_node_ = -1;
 };
 
 struct memfd_block final : memory_block {

@@ -3,11 +3,11 @@
 // hip_backend.hpp - the HIP backend: AMD GPUs through the ROCm HIP runtime.
 //
 // Overview
-//   The CUDA backend's design through HIP (see cuda_backend.hpp): one
-//   non-blocking stream per device, hipMemcpyAsync (hipMemcpyDefault, unified
-//   addressing), "hip-event" fences polled by a thread, software fences
-//   waited for by a submitter thread, memfd host memory page-locked with
-//   hipHostRegister.
+//   The GPU skeleton (backends/gpu/gpu_backend.hpp: one non-blocking stream
+//   per device, "hip-event" fences polled by a thread, software fences
+//   waited for by a submitter thread, memfd host memory) over the HIP
+//   runtime's primitives (hip_prims.hpp): hipMemcpyAsync (hipMemcpyDefault,
+//   unified addressing), host memory page-locked with hipHostRegister.
 //
 //   Device memory: on a HIP >= 6 runtime whose device reports
 //   hipDeviceAttributeVirtualMemoryManagementSupported, hipMemCreate with the
@@ -23,7 +23,8 @@
 //     errc::no_device from the factory, with the call and HIP's message.
 //   - HIP's current device is per thread: every call that depends on it runs
 //     in a scope that sets it and restores the caller's afterwards.
-//   - Errors, fences, lifetimes: as the CUDA backend.
+//   - Errors name the HIP call (hip_error.hpp); fences and lifetimes:
+//     gpu_backend.hpp.
 #pragma once
 
 #include <memory>

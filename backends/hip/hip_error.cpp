@@ -1,98 +1,48 @@
 // SPDX-License-Identifier: MIT
 #include "backends/hip/hip_error.hpp"
 
-#include <cerrno>
-
 #include "backends/hip/hip_runtime.hpp"
 
 namespace xbuf {
 
 namespace {
 
-struct known_result {
-  hipError_t rc;
-  const char* name;
-  const char* text;
+// HIP's codes follow CUDA's meaning (see cuda_error.cpp): no device ->
+// no_device, out of memory -> out_of_memory, sticky faults -> device_lost.
+constexpr gpu::known_code known_results[] = {
+    {hipErrorInvalidValue, errc::invalid_argument, "hipErrorInvalidValue", "invalid argument"},
+    {hipErrorOutOfMemory, errc::out_of_memory, "hipErrorOutOfMemory", "out of memory"},
+    {hipErrorNotInitialized, errc::bad_state, "hipErrorNotInitialized", "initialization error"},
+    {hipErrorDeinitialized, errc::device_lost, "hipErrorDeinitialized", "driver shutting down"},
+    {hipErrorInsufficientDriver, errc::no_device, "hipErrorInsufficientDriver", "driver version is insufficient for runtime version"},
+    {hipErrorNoDevice, errc::no_device, "hipErrorNoDevice", "no ROCm-capable device is detected"},
+    {hipErrorInvalidDevice, errc::no_device, "hipErrorInvalidDevice", "invalid device ordinal"},
+    {hipErrorInvalidContext, errc::bad_state, "hipErrorInvalidContext", "invalid device context"},
+    {hipErrorInvalidHandle, errc::invalid_argument, "hipErrorInvalidHandle", "invalid resource handle"},
+    {hipErrorNotReady, errc::busy, "hipErrorNotReady", "device not ready"},
+    {hipErrorIllegalAddress, errc::device_lost, "hipErrorIllegalAddress", "an illegal memory access was encountered"},
+    {hipErrorLaunchFailure, errc::device_lost, "hipErrorLaunchFailure", "unspecified launch failure"},
+    {hipErrorNotSupported, errc::unsupported, "hipErrorNotSupported", "operation not supported"},
+    {hipErrorUnknown, errc::io_error, "hipErrorUnknown", "unknown error"},
+    {hipErrorECCNotCorrectable, errc::device_lost, "hipErrorECCNotCorrectable", "uncorrectable ECC error encountered"},
+    {hipErrorPeerAccessUnsupported, errc::unsupported, "hipErrorPeerAccessUnsupported", "peer access is not supported between these two devices"},
+    {hipErrorAlreadyMapped, errc::already_exists, "hipErrorAlreadyMapped", "resource already mapped"},
+    {hipErrorHostMemoryAlreadyRegistered, errc::already_exists, "hipErrorHostMemoryAlreadyRegistered", "part or all of the requested memory range is already mapped"},
+    {hipErrorNotMapped, errc::bad_state, "hipErrorNotMapped", "resource not mapped"},
 };
 
-constexpr known_result known_results[] = {
-    {hipErrorInvalidValue, "hipErrorInvalidValue", "invalid argument"},
-    {hipErrorOutOfMemory, "hipErrorOutOfMemory", "out of memory"},
-    {hipErrorNotInitialized, "hipErrorNotInitialized", "initialization error"},
-    {hipErrorDeinitialized, "hipErrorDeinitialized", "driver shutting down"},
-    {hipErrorInsufficientDriver, "hipErrorInsufficientDriver", "driver version is insufficient for runtime version"},
-    {hipErrorNoDevice, "hipErrorNoDevice", "no ROCm-capable device is detected"},
-    {hipErrorInvalidDevice, "hipErrorInvalidDevice", "invalid device ordinal"},
-    {hipErrorInvalidContext, "hipErrorInvalidContext", "invalid device context"},
-    {hipErrorInvalidHandle, "hipErrorInvalidHandle", "invalid resource handle"},
-    {hipErrorNotReady, "hipErrorNotReady", "device not ready"},
-    {hipErrorIllegalAddress, "hipErrorIllegalAddress", "an illegal memory access was encountered"},
-    {hipErrorLaunchFailure, "hipErrorLaunchFailure", "unspecified launch failure"},
-    {hipErrorNotSupported, "hipErrorNotSupported", "operation not supported"},
-    {hipErrorUnknown, "hipErrorUnknown", "unknown error"},
-};
+std::string or_empty(const char* s) { return s != nullptr ? s : ""; }
 
 }  // namespace
 
-errc hip_errc(hipError_t rc) noexcept {
-  switch (rc) {
-    case hipSuccess: return errc::ok;
-    case hipErrorOutOfMemory: return errc::out_of_memory;
-    case hipErrorInvalidValue:
-    case hipErrorInvalidHandle: return errc::invalid_argument;
-    case hipErrorNoDevice:
-    case hipErrorInvalidDevice:
-    case hipErrorInsufficientDriver: return errc::no_device;
-    case hipErrorIllegalAddress:
-    case hipErrorLaunchFailure:
-    case hipErrorECCNotCorrectable:
-    case hipErrorDeinitialized: return errc::device_lost;
-    case hipErrorNotSupported:
-    case hipErrorPeerAccessUnsupported: return errc::unsupported;
-    case hipErrorNotReady: return errc::busy;
-    case hipErrorAlreadyMapped:
-    case hipErrorHostMemoryAlreadyRegistered: return errc::already_exists;
-    case hipErrorNotInitialized:
-    case hipErrorInvalidContext:
-    case hipErrorNotMapped: return errc::bad_state;
-    default: return errc::io_error;
-  }
-}
+const gpu::runtime_codes<hipError_t> hip_codes{known_results, hipSuccess, "hipSuccess", "hipError",
+                                               "unrecognized HIP error"};
 
-std::string hip_result_name(hipError_t rc) {
-  if (rc == hipSuccess) return "hipSuccess";
-  for (const auto& k : known_results) {
-    if (k.rc == rc) return k.name;
-  }
-  return "hipError" + std::to_string(static_cast<int>(rc));
-}
-
+// ROCm 5's hipGetErrorString returns the name again; the table's
+// description is then what a person reads (make_runtime_error).
 error hip_error(const hip_runtime* runtime, hipError_t rc, std::string_view call) {
-  std::string name;
-  std::string text;
-  if (runtime != nullptr) {
-    if (const char* n = runtime->hipGetErrorName(rc)) name = n;
-    if (const char* s = runtime->hipGetErrorString(rc)) text = s;
-  }
-  if (name.empty()) name = hip_result_name(rc);
-  // ROCm 5's hipGetErrorString returns the name again; a description is
-  // what a person needs.
-  if (text == name) text.clear();
-  if (text.empty()) {
-    text = "unrecognized HIP error";
-    for (const auto& k : known_results) {
-      if (k.rc == rc) text = k.text;
-    }
-  }
-  errc code = hip_errc(rc);
-  if (code == errc::ok) code = errc::io_error;
-  return fail(code, std::string(call) + ": " + name + " (" + text + ")");
-}
-
-int hip_fence_errno(hipError_t rc) noexcept {
-  if (rc == hipSuccess) return 0;
-  const errc code = hip_errc(rc);
-  return code == errc::device_lost || code == errc::no_device ? -ENODEV : -EIO;
+  if (runtime == nullptr) return hip_codes.make(rc, "", "", call);
+  return hip_codes.make(rc, or_empty(runtime->hipGetErrorName(rc)), or_empty(runtime->hipGetErrorString(rc)), call);
 }
 
 }  // namespace xbuf

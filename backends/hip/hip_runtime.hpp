@@ -15,7 +15,9 @@
 //   - Required entry points missing -> load() fails naming the symbol;
 //     the virtual memory calls are optional (has_vmm()).
 //   - HIP keeps a per-thread current device: callers wrap calls that use it
-//     in a device_scope (hip_backend.cpp) and restore the caller's device.
+//     in a device_scope (gpu/gpu_device.hpp), which restores the caller's.
+//   - hip_checked gives one checked member per entry point
+//     (gpu/checked_call.hpp), so no call site tests a hipError_t by hand.
 #pragma once
 
 #include <hip/hip_runtime_api.h>
@@ -25,6 +27,9 @@
 #include <string>
 #include <vector>
 
+#include "backends/gpu/checked_call.hpp"
+#include "backends/gpu/runtime_library.hpp"
+#include "backends/hip/hip_error.hpp"
 #include "core/result.hpp"
 
 namespace xbuf {
@@ -62,7 +67,55 @@ inline constexpr int granularity_minimum = 0;
 inline constexpr int attribute_vmm_supported = 89;
 }  // namespace hip_vmm_abi
 
-class hip_runtime {
+// X(name, return type, parameters): the entry points xbuf calls, with the
+// prototypes written out (see Overview). Required: every HIP >= 5 runtime.
+// hipDeviceGetAttribute takes the attribute as int: see hip_vmm_abi.
+#define XBUF_HIP_REQUIRED_FUNCTIONS(X)                                                   \
+  X(hipGetErrorName, const char*, (hipError_t))                                         \
+  X(hipGetErrorString, const char*, (hipError_t))                                       \
+  X(hipRuntimeGetVersion, hipError_t, (int*))                                           \
+  X(hipGetDeviceCount, hipError_t, (int*))                                              \
+  X(hipGetDevice, hipError_t, (int*))                                                   \
+  X(hipSetDevice, hipError_t, (int))                                                    \
+  X(hipDeviceGetName, hipError_t, (char*, int, int))                                    \
+  X(hipDeviceTotalMem, hipError_t, (std::size_t*, int))                                 \
+  X(hipDeviceGetPCIBusId, hipError_t, (char*, int, int))                                \
+  X(hipDeviceGetAttribute, hipError_t, (int*, int, int))                                \
+  X(hipDeviceCanAccessPeer, hipError_t, (int*, int, int))                               \
+  X(hipStreamCreateWithFlags, hipError_t, (hipStream_t*, unsigned int))                 \
+  X(hipStreamDestroy, hipError_t, (hipStream_t))                                        \
+  X(hipStreamSynchronize, hipError_t, (hipStream_t))                                    \
+  X(hipStreamWaitEvent, hipError_t, (hipStream_t, hipEvent_t, unsigned int))            \
+  X(hipEventCreateWithFlags, hipError_t, (hipEvent_t*, unsigned int))                   \
+  X(hipEventDestroy, hipError_t, (hipEvent_t))                                          \
+  X(hipEventRecord, hipError_t, (hipEvent_t, hipStream_t))                              \
+  X(hipEventQuery, hipError_t, (hipEvent_t))                                            \
+  X(hipMemcpyAsync, hipError_t, (void*, const void*, std::size_t, hipMemcpyKind, hipStream_t)) \
+  X(hipMemsetAsync, hipError_t, (void*, int, std::size_t, hipStream_t))                 \
+  X(hipMalloc, hipError_t, (void**, std::size_t))                                       \
+  X(hipFree, hipError_t, (void*))                                                       \
+  X(hipMemGetInfo, hipError_t, (std::size_t*, std::size_t*))                            \
+  X(hipHostRegister, hipError_t, (void*, std::size_t, unsigned int))                    \
+  X(hipHostUnregister, hipError_t, (void*))
+
+// Optional: virtual memory management, resolved on HIP >= 6 runtimes only
+// (ROCm 6 layouts, hip_vmm_abi); all or none.
+#define XBUF_HIP_VMM_FUNCTIONS(X)                                                                           \
+  X(hipMemCreate, hipError_t,                                                                               \
+    (hip_vmm_abi::handle*, std::size_t, const hip_vmm_abi::allocation_prop*, unsigned long long))           \
+  X(hipMemRelease, hipError_t, (hip_vmm_abi::handle))                                                       \
+  X(hipMemAddressReserve, hipError_t, (void**, std::size_t, std::size_t, void*, unsigned long long))        \
+  X(hipMemAddressFree, hipError_t, (void*, std::size_t))                                                    \
+  X(hipMemMap, hipError_t, (void*, std::size_t, std::size_t, hip_vmm_abi::handle, unsigned long long))      \
+  X(hipMemUnmap, hipError_t, (void*, std::size_t))                                                          \
+  X(hipMemSetAccess, hipError_t, (void*, std::size_t, const hip_vmm_abi::access_desc*, std::size_t))        \
+  X(hipMemGetAllocationGranularity, hipError_t, (std::size_t*, const hip_vmm_abi::allocation_prop*, int))   \
+  X(hipMemExportToShareableHandle, hipError_t, (void*, hip_vmm_abi::handle, int, unsigned long long))       \
+  X(hipMemImportFromShareableHandle, hipError_t, (hip_vmm_abi::handle*, void*, int))
+
+// library() and version() (hipRuntimeGetVersion: major * 10'000'000 +
+// minor * 100'000 + patch) come from runtime_table.
+class hip_runtime final : public gpu::runtime_table {
  public:
   // Tries each name in order (default: libamdhip64.so, .so.6, .so.5) and
   // reads the runtime version (which needs no device).
@@ -72,59 +125,26 @@ class hip_runtime {
   // Context: may block (runtime initialization); allocates.
   static result<std::shared_ptr<const hip_runtime>> load(std::vector<std::string> libraries = {});
 
-  const std::string& library() const noexcept { return library_; }
-  // hipRuntimeGetVersion: major * 10'000'000 + minor * 100'000 + patch.
-  int version() const noexcept { return version_; }
-  int major_version() const noexcept { return version_ / 10'000'000; }
+  int major_version() const noexcept { return version() / 10'000'000; }
   bool has_vmm() const noexcept { return hipMemCreate != nullptr; }
 
-  using fn_error_name = const char* (*)(hipError_t);
-  fn_error_name hipGetErrorName = nullptr;
-  fn_error_name hipGetErrorString = nullptr;
-  hipError_t (*hipRuntimeGetVersion)(int*) = nullptr;
-  hipError_t (*hipGetDeviceCount)(int*) = nullptr;
-  hipError_t (*hipGetDevice)(int*) = nullptr;
-  hipError_t (*hipSetDevice)(int) = nullptr;
-  hipError_t (*hipDeviceGetName)(char*, int, int) = nullptr;
-  hipError_t (*hipDeviceTotalMem)(std::size_t*, int) = nullptr;
-  hipError_t (*hipDeviceGetPCIBusId)(char*, int, int) = nullptr;
-  hipError_t (*hipDeviceGetAttribute)(int*, int, int) = nullptr;  // attribute as int: see hip_vmm_abi
-  hipError_t (*hipDeviceCanAccessPeer)(int*, int, int) = nullptr;
-  hipError_t (*hipStreamCreateWithFlags)(hipStream_t*, unsigned int) = nullptr;
-  hipError_t (*hipStreamDestroy)(hipStream_t) = nullptr;
-  hipError_t (*hipStreamSynchronize)(hipStream_t) = nullptr;
-  hipError_t (*hipStreamWaitEvent)(hipStream_t, hipEvent_t, unsigned int) = nullptr;
-  hipError_t (*hipEventCreateWithFlags)(hipEvent_t*, unsigned int) = nullptr;
-  hipError_t (*hipEventDestroy)(hipEvent_t) = nullptr;
-  hipError_t (*hipEventRecord)(hipEvent_t, hipStream_t) = nullptr;
-  hipError_t (*hipEventQuery)(hipEvent_t) = nullptr;
-  hipError_t (*hipMemcpyAsync)(void*, const void*, std::size_t, hipMemcpyKind, hipStream_t) = nullptr;
-  hipError_t (*hipMalloc)(void**, std::size_t) = nullptr;
-  hipError_t (*hipFree)(void*) = nullptr;
-  hipError_t (*hipMemGetInfo)(std::size_t*, std::size_t*) = nullptr;
-  hipError_t (*hipHostRegister)(void*, std::size_t, unsigned int) = nullptr;
-  hipError_t (*hipHostUnregister)(void*) = nullptr;
-  // Optional: virtual memory management (ROCm >= 6 layouts, hip_vmm_abi).
-  hipError_t (*hipMemCreate)(hip_vmm_abi::handle*, std::size_t, const hip_vmm_abi::allocation_prop*,
-                             unsigned long long) = nullptr;
-  hipError_t (*hipMemRelease)(hip_vmm_abi::handle) = nullptr;
-  hipError_t (*hipMemAddressReserve)(void**, std::size_t, std::size_t, void*, unsigned long long) = nullptr;
-  hipError_t (*hipMemAddressFree)(void*, std::size_t) = nullptr;
-  hipError_t (*hipMemMap)(void*, std::size_t, std::size_t, hip_vmm_abi::handle, unsigned long long) = nullptr;
-  hipError_t (*hipMemUnmap)(void*, std::size_t) = nullptr;
-  hipError_t (*hipMemSetAccess)(void*, std::size_t, const hip_vmm_abi::access_desc*, std::size_t) = nullptr;
-  hipError_t (*hipMemGetAllocationGranularity)(std::size_t*, const hip_vmm_abi::allocation_prop*, int) = nullptr;
-  hipError_t (*hipMemExportToShareableHandle)(void*, hip_vmm_abi::handle, int, unsigned long long) = nullptr;
-  hipError_t (*hipMemImportFromShareableHandle)(hip_vmm_abi::handle*, void*, int) = nullptr;
+  // The function table (see XBUF_HIP_*_FUNCTIONS; calls go through hip_checked).
+#define XBUF_HIP_DECLARE_POINTER(name, ret, params) ret(*name) params = nullptr;
+  XBUF_HIP_REQUIRED_FUNCTIONS(XBUF_HIP_DECLARE_POINTER)
+  XBUF_HIP_VMM_FUNCTIONS(XBUF_HIP_DECLARE_POINTER)
+#undef XBUF_HIP_DECLARE_POINTER
 
   hip_runtime() = default;  // load() builds it; public only for make_shared
-  hip_runtime(const hip_runtime&) = delete;
-  hip_runtime& operator=(const hip_runtime&) = delete;
-
- private:
-  friend struct hip_runtime_loader;
-  std::string library_;
-  int version_ = 0;
 };
+
+// The runtime table's entry points, each returning a status.
+#define XBUF_HIP_CHECKED_CALL(name, ret, params) XBUF_GPU_CHECKED_CALL(name)
+class hip_checked final : public gpu::checked_calls<hip_runtime, hipError_t, hipSuccess, &hip_error> {
+ public:
+  using checked_calls::checked_calls;
+  XBUF_HIP_REQUIRED_FUNCTIONS(XBUF_HIP_CHECKED_CALL)
+  XBUF_HIP_VMM_FUNCTIONS(XBUF_HIP_CHECKED_CALL)
+};
+#undef XBUF_HIP_CHECKED_CALL
 
 }  // namespace xbuf

@@ -20,8 +20,8 @@ namespace xbuf {
 
 namespace detail {
 
-// What host blocks give back when they go, and the topology they were bound
-// with. Shared by the backend and every block it made, so blocks may outlive
+// What host blocks give back when they go, and the topology their NUMA nodes
+// come from. Shared by the backend and every block it made, so blocks may outlive
 // the backend.
 struct host_state {
   hwloc_topology_t topology = nullptr;  // read-only after load: safe from any thread
@@ -94,6 +94,7 @@ result<std::unique_ptr<host_backend>> create_host_backend(const host_config& con
   caps.host_mapped_device = false;
   caps.pinned_host = true;
   caps.peer_query = false;
+  caps.fill = true;
   caps.device_granularity = detail::page_size();
   return std::unique_ptr<host_backend>(new host_backend(caps, config, std::move(state),
                                                         std::move(engine).value(), std::move(nodes)));
@@ -182,16 +183,8 @@ result<memory_block_ptr> host_backend::do_allocate_host(std::size_t bytes, bool 
 
   // Bind before the first touch so the pages are born on the node.
   if (numa_node >= 0 && state->multi_node) {
-    hwloc_obj_t node = hwloc_get_numanode_obj_by_os_index(state->topology, static_cast<unsigned>(numa_node));
-    if (node == nullptr || node->nodeset == nullptr) {
-      return fail(errc::invalid_argument, what + "NUMA node " + std::to_string(numa_node) + " has no nodeset");
-    }
-    if (hwloc_set_area_membind(state->topology, p, block->mapping.size(), node->nodeset,
-                               HWLOC_MEMBIND_BIND, HWLOC_MEMBIND_BYNODESET | HWLOC_MEMBIND_STRICT) != 0) {
-      const int e = errno;
-      return fail(e == ENOSYS || e == EXDEV ? errc::unsupported : errc::io_error,
-                  what + "cannot bind " + std::to_string(bytes) + " bytes to NUMA node " +
-                      std::to_string(numa_node) + ": " + errno_text(e));
+    if (auto s = block->mapping.bind_to_node(numa_node); !s) {
+      return std::move(s).err().prefixed(config_.name + ": allocate_host");
     }
   }
 
@@ -240,6 +233,17 @@ result<fence_ptr> host_backend::do_copy(const memory_span& dst, const memory_spa
   return engine_->submit(static_cast<char*>(dst.block->host_ptr) + dst.offset,
                          static_cast<const char*>(src.block->host_ptr) + src.offset, dst.size,
                          wait_for, dst.block, src.block);
+}
+
+result<fence_ptr> host_backend::do_fill(const memory_span& dst, std::uint8_t value,
+                                        std::span<const fence_ptr> wait_for) {
+  if (!owns(dst.block)) {
+    return fail(errc::unsupported, config_.name + ": fill: dst is a " +
+                                       std::string(to_string(dst.block->kind)) +
+                                       " block this host backend did not make or import");
+  }
+  return engine_->submit_fill(static_cast<char*>(dst.block->host_ptr) + dst.offset, value,
+                              dst.size, wait_for, dst.block);
 }
 
 result<exported_memory> host_backend::do_export_fd(const memory_span& span) {

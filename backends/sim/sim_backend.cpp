@@ -111,6 +111,7 @@ result<std::unique_ptr<sim_backend>> create_sim_backend(const sim_config& config
   caps.host_mapped_device = true;
   caps.pinned_host = true;
   caps.peer_query = false;
+  caps.fill = true;
   caps.device_granularity = detail::page_size();
   return std::unique_ptr<sim_backend>(new sim_backend(caps, std::move(infos), std::move(state),
                                                       std::move(engines), std::move(host).value()));
@@ -253,6 +254,34 @@ result<fence_ptr> sim_backend::do_copy(const memory_span& dst, const memory_span
       static_cast<char*>(dst.block->host_ptr) + dst.offset,
       static_cast<const char*>(src.block->host_ptr) + src.offset, dst.size, wait_for, dst.block,
       src.block);
+  if (!f) return std::move(f).err().prefixed("sim");
+  return f;
+}
+
+result<fence_ptr> sim_backend::do_fill(const memory_span& dst, std::uint8_t value,
+                                       std::span<const fence_ptr> wait_for) {
+  const auto* b = detail::owned_block(dst.block, state_.get());
+  if (b == nullptr) {
+    if (!host_->owns(dst.block)) {
+      return fail(errc::unsupported, "sim: fill: dst is a " + std::string(to_string(dst.block->kind)) +
+                                         " block that this sim backend did not make or import");
+    }
+    auto f = host_->fill(dst, value, wait_for);
+    if (!f) return std::move(f).err().prefixed("sim");
+    return f;
+  }
+  {
+    mutex_lock lock(state_->mutex);
+    if (state_->devices[static_cast<std::size_t>(b->device)].lost) {
+      return fail(errc::device_lost, "sim: fill: device " +
+                                         devices()[static_cast<std::size_t>(b->device)].name +
+                                         " is lost (reset with sim_reset_mode::lose)");
+    }
+  }
+  // On the device's own engine: ordered with its copies, like a GPU memset
+  // on the copy stream.
+  auto f = engines_[static_cast<std::size_t>(b->device)]->submit_fill(
+      static_cast<char*>(dst.block->host_ptr) + dst.offset, value, dst.size, wait_for, dst.block);
   if (!f) return std::move(f).err().prefixed("sim");
   return f;
 }

@@ -132,6 +132,8 @@ class sim_backend final : public backend {
   std::string_view do_name() const noexcept override { return "sim"; }
   result<memory_block_ptr> do_allocate_device(int device, std::size_t bytes) override;
   result<memory_block_ptr> do_allocate_host(std::size_t bytes, bool pinned, int numa_node) override;
+  result<fence_ptr> do_fill(const memory_span& dst, std::uint8_t value,
+                            std::span<const fence_ptr> wait_for) override;
   result<fence_ptr> do_copy(const memory_span& dst, const memory_span& src,
                             std::span<const fence_ptr> wait_for) override;
   result<exported_memory> do_export_fd(const memory_span& span) override;

@@ -230,6 +230,7 @@ TEST(MemoryManagerTest, FreeingABusyBufferDelaysTheFree) {
   sim_manager s;
   auto a = s.mm->allocate(alice, request(128 * KiB, {placement::vram(0)}));
   ASSERT_TRUE(a);
+  test::settle(*s.mm, alice, *a);  // its clear is done: only the job holds the free back
   auto job = client_fence();
   ASSERT_TRUE(s.mm->add_fence(alice, *a, job, fence_usage::write));
   ASSERT_TRUE(s.mm->free(alice, *a));
@@ -587,6 +588,49 @@ TEST(MemoryManagerBadInputTest, AttachmentMisuse) {
   EXPECT_EQ(twice.code(), errc::not_found) << "detach twice";
   EXPECT_NE(twice.err().message.find("attachment " + std::to_string(*att)), std::string::npos);
   EXPECT_EQ(s.mm->map(alice, *att).code(), errc::not_found) << "map after detach";
+}
+
+// ---------- tenancy: memory reaches a new owner cleared ----------
+
+TEST(MemoryManagerTenancyTest, ReusedVramNeverShowsThePreviousOwnersBytes) {
+  sim_manager s;
+  // Alice fills all of vram0 with her bytes, then frees it.
+  std::vector<buffer_id> hers;
+  for (int i = 0; i < 4; ++i) {
+    auto a = s.mm->allocate(alice, request(256 * KiB, {placement::vram(0)}));
+    ASSERT_TRUE(a) << a.err().describe();
+    test::fill(*s.mm, alice, *a, 100 + static_cast<std::uint32_t>(i));
+    hers.push_back(*a);
+  }
+  for (auto id : hers) ASSERT_TRUE(s.mm->free(alice, id));
+  const auto before = s.mm->stats().counters;
+  // Bob's buffers get the same ranges: every byte he can read is zero.
+  for (int i = 0; i < 4; ++i) {
+    auto b = s.mm->allocate(bob, request(256 * KiB, {placement::vram(0)}));
+    ASSERT_TRUE(b) << b.err().describe();
+    auto m = s.mm->begin_cpu_access(bob, *b, cpu_access_mode::read);
+    ASSERT_TRUE(m) << m.err().describe();
+    const auto* p = static_cast<const unsigned char*>(m->data);
+    std::size_t nonzero = 0;
+    for (std::uint64_t k = 0; k < m->size; ++k) nonzero += p[k] != 0;
+    EXPECT_EQ(nonzero, 0u) << "bob's buffer " << i << " holds alice's bytes";
+    ASSERT_TRUE(s.mm->end_cpu_access(bob, *b));
+  }
+  const auto after = s.mm->stats().counters;
+  EXPECT_EQ(after.clears - before.clears, 4u);
+  EXPECT_EQ(after.bytes_cleared - before.bytes_cleared, 1 * MiB);
+}
+
+TEST(MemoryManagerTenancyTest, AClearThatCannotRunFailsTheAllocationAndRefundsIt) {
+  sim_manager s;
+  ASSERT_TRUE(s.sim->reset_device(0, sim_reset_mode::lose));
+  auto a = s.mm->allocate(alice, request(64 * KiB, {placement::vram(0)}));
+  ASSERT_FALSE(a);
+  EXPECT_EQ(a.code(), errc::device_lost) << a.err().describe();
+  EXPECT_NE(a.err().message.find("clearing 64 KiB of vram0"), std::string::npos) << a.err().message;
+  const auto st = s.mm->stats();
+  EXPECT_EQ(s.domain("vram0").used, 0u) << "the range went back";
+  for (const auto& o : st.owners) EXPECT_EQ(o.bytes, 0u) << "owner " << o.owner << " still charged";
 }
 
 TEST(MemoryManagerBadInputTest, FencesAndCpuAccessMisuse) {

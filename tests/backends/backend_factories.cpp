@@ -54,6 +54,14 @@ std::vector<std::string> backend_factory_names() {
   return names;
 }
 
+std::vector<std::string> gpu_backend_names() {
+  std::vector<std::string> names;
+  for (const auto& f : backend_factories()) {
+    if (f.name == "cuda" || f.name == "hip") names.push_back(f.name);
+  }
+  return names;
+}
+
 result<std::unique_ptr<backend>> create_test_backend(std::string_view name) {
   for (const auto& f : backend_factories()) {
     if (f.name == name) return f.create();

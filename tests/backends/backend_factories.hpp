@@ -30,6 +30,10 @@ const std::vector<named_backend_factory>& backend_factories();
 // The names, in the same order (for INSTANTIATE_TEST_SUITE_P).
 std::vector<std::string> backend_factory_names();
 
+// The GPU runtimes among them ("cuda", "hip"), for the GPU suite
+// (gpu_backend_test.cpp); empty where neither was built.
+std::vector<std::string> gpu_backend_names();
+
 // Creates the backend called `name`. Errors: not_found (no such entry), or the factory's.
 result<std::unique_ptr<backend>> create_test_backend(std::string_view name);
 

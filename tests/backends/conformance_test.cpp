@@ -198,6 +198,51 @@ TEST_P(backend_conformance, AllocateHostOnUnknownNumaNodeIsInvalidArgumentNaming
 
 // ---------- copy argument checks ----------
 
+// ---------- fill (clearing memory for a new owner) ----------
+
+TEST_P(backend_conformance, FillSetsEveryByteOfTheRangeAfterItsFences) {
+  REQUIRE_DEVICES(1);
+  if (!b_->caps().fill) GTEST_SKIP() << GetParam() << " does not fill";
+  const std::size_t n = 64 * 1024;
+  auto blk = device_block(0, n);
+  ASSERT_TRUE(blk);
+  (void)write_random(whole(blk), 7);
+  auto gate = fence::create(fence::allocate_context(), 1);
+  // [4 KiB, 60 KiB) only: the fill must neither spill nor start early.
+  auto f = b_->fill({blk, 4096, n - 8192}, 0, std::span<const fence_ptr>(&gate, 1));
+  ASSERT_TRUE(f) << f.err().describe();
+  EXPECT_FALSE((*f)->wait(20ms)) << "a fill waits for its fences like a copy";
+  ASSERT_TRUE(gate->signal());
+  ASSERT_TRUE((*f)->wait(hang_guard));
+  EXPECT_EQ((*f)->error(), 0);
+  auto staging = host_block(n);
+  ASSERT_TRUE(staging);
+  ASSERT_EQ(copy_and_wait({staging, 0, n}, whole(blk)), 0);
+  const auto* p = static_cast<const unsigned char*>(staging->host_ptr);
+  std::size_t zeros_inside = 0, zeros_outside = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    const bool inside = i >= 4096 && i < n - 4096;
+    if (p[i] == 0) ++(inside ? zeros_inside : zeros_outside);
+  }
+  EXPECT_EQ(zeros_inside, n - 8192);
+  EXPECT_LT(zeros_outside, 64u) << "bytes outside the range were cleared";
+}
+
+TEST_P(backend_conformance, FillWithBadRangeOrNullFenceIsInvalidArgument) {
+  REQUIRE_DEVICES(1);
+  auto blk = device_block(0, 8192);
+  ASSERT_TRUE(blk);
+  auto r = b_->fill({blk, 8000, 400}, 0);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.code(), errc::invalid_argument);
+  EXPECT_NE(r.err().message.find("dst range"), std::string::npos) << r.err().message;
+  const fence_ptr deps[] = {nullptr};
+  auto r2 = b_->fill({blk, 0, 16}, 0, deps);
+  ASSERT_FALSE(r2);
+  EXPECT_EQ(r2.code(), errc::invalid_argument);
+  EXPECT_NE(r2.err().message.find("wait_for[0]"), std::string::npos) << r2.err().message;
+}
+
 TEST_P(backend_conformance, CopyWithSizeMismatchIsInvalidArgument) {
   auto a = host_block(8192);
   auto c = host_block(8192);

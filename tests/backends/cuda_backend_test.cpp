@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 //
-// CUDA backend. Without a GPU (and without libcuda) this checks the loader's
-// failure paths and the CUresult mapping; the CudaGpuTest cases need a real
-// device and skip with the factory's reason otherwise (ctest label "gpu").
+// CUDA backend: the loader's failure paths and the CUresult mapping, which
+// need no GPU. The cases that need a device are the GPU suite's
+// (gpu_backend_test.cpp, instantiated for "cuda"; ctest label "gpu").
 #include <gtest/gtest.h>
 
 #include <cerrno>
@@ -10,7 +10,6 @@
 #include "backends/cuda/cuda_backend.hpp"
 #include "backends/cuda/cuda_driver.hpp"
 #include "backends/cuda/cuda_error.hpp"
-#include "tests/backends/gpu_backend_cases.hpp"
 
 namespace xbuf {
 namespace {
@@ -24,31 +23,31 @@ TEST(CudaErrorTest, MessageNamesTheCallTheErrorAndItsDescription) {
 }
 
 TEST(CudaErrorTest, MapsResultsToWhatTheCallerCanDo) {
-  EXPECT_EQ(cuda_errc(CUDA_SUCCESS), errc::ok);
-  EXPECT_EQ(cuda_errc(CUDA_ERROR_NO_DEVICE), errc::no_device);
-  EXPECT_EQ(cuda_errc(CUDA_ERROR_INVALID_DEVICE), errc::no_device);
-  EXPECT_EQ(cuda_errc(CUDA_ERROR_STUB_LIBRARY), errc::no_device);
-  EXPECT_EQ(cuda_errc(CUDA_ERROR_INVALID_VALUE), errc::invalid_argument);
-  EXPECT_EQ(cuda_errc(CUDA_ERROR_ILLEGAL_ADDRESS), errc::device_lost);
-  EXPECT_EQ(cuda_errc(CUDA_ERROR_ECC_UNCORRECTABLE), errc::device_lost);
-  EXPECT_EQ(cuda_errc(CUDA_ERROR_NOT_SUPPORTED), errc::unsupported);
-  EXPECT_EQ(cuda_errc(CUDA_ERROR_NOT_PERMITTED), errc::permission_denied);
-  EXPECT_EQ(cuda_errc(CUDA_ERROR_NOT_READY), errc::busy);
-  EXPECT_EQ(cuda_errc(CUDA_ERROR_OPERATING_SYSTEM), errc::io_error);
+  EXPECT_EQ(cuda_codes.code(CUDA_SUCCESS), errc::ok);
+  EXPECT_EQ(cuda_codes.code(CUDA_ERROR_NO_DEVICE), errc::no_device);
+  EXPECT_EQ(cuda_codes.code(CUDA_ERROR_INVALID_DEVICE), errc::no_device);
+  EXPECT_EQ(cuda_codes.code(CUDA_ERROR_STUB_LIBRARY), errc::no_device);
+  EXPECT_EQ(cuda_codes.code(CUDA_ERROR_INVALID_VALUE), errc::invalid_argument);
+  EXPECT_EQ(cuda_codes.code(CUDA_ERROR_ILLEGAL_ADDRESS), errc::device_lost);
+  EXPECT_EQ(cuda_codes.code(CUDA_ERROR_ECC_UNCORRECTABLE), errc::device_lost);
+  EXPECT_EQ(cuda_codes.code(CUDA_ERROR_NOT_SUPPORTED), errc::unsupported);
+  EXPECT_EQ(cuda_codes.code(CUDA_ERROR_NOT_PERMITTED), errc::permission_denied);
+  EXPECT_EQ(cuda_codes.code(CUDA_ERROR_NOT_READY), errc::busy);
+  EXPECT_EQ(cuda_codes.code(CUDA_ERROR_OPERATING_SYSTEM), errc::io_error);
 }
 
 TEST(CudaErrorTest, UnknownCodesAreNamedByNumber) {
   const auto code = static_cast<CUresult>(12345);
-  EXPECT_EQ(cuda_result_name(code), "CUDA_ERROR_12345");
+  EXPECT_EQ(cuda_codes.name(code), "CUDA_ERROR_12345");
   const auto e = cuda_error(nullptr, code, "cuFoo");
   EXPECT_EQ(e.code, errc::io_error);
   EXPECT_EQ(e.message, "cuFoo: CUDA_ERROR_12345 (unrecognized CUDA error)");
 }
 
 TEST(CudaErrorTest, FailedWorkGivesFencesEioOrEnodev) {
-  EXPECT_EQ(cuda_fence_errno(CUDA_SUCCESS), 0);
-  EXPECT_EQ(cuda_fence_errno(CUDA_ERROR_OPERATING_SYSTEM), -EIO);
-  EXPECT_EQ(cuda_fence_errno(CUDA_ERROR_LAUNCH_FAILED), -ENODEV);
+  EXPECT_EQ(cuda_codes.fence_errno_of(CUDA_SUCCESS), 0);
+  EXPECT_EQ(cuda_codes.fence_errno_of(CUDA_ERROR_OPERATING_SYSTEM), -EIO);
+  EXPECT_EQ(cuda_codes.fence_errno_of(CUDA_ERROR_LAUNCH_FAILED), -ENODEV);
 }
 
 TEST(CudaLoaderTest, MissingLibraryIsNoDeviceNamingIt) {
@@ -81,26 +80,6 @@ TEST(CudaLoaderTest, DefaultFactoryFindsDevicesOrSaysWhyNot) {
   EXPECT_TRUE(contains(m, "libcuda.so.1 not found") || contains(m, "cuInit") || contains(m, "cuDeviceGetCount"))
       << m;
 }
-
-class CudaGpuTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    auto b = create_cuda_backend();
-    if (!b) {
-      ASSERT_EQ(b.code(), errc::no_device) << b.err().describe();
-      GTEST_SKIP() << "no CUDA device: " << b.err().message;
-    }
-    b_ = std::move(*b);
-  }
-  std::unique_ptr<backend> b_;
-};
-
-TEST_F(CudaGpuTest, DevicesHaveNamePciAddressAndMemory) { test::gpu_check_device_info(*b_, "nvidia"); }
-TEST_F(CudaGpuTest, CopiesPreserveBytesThroughDevices) { test::gpu_check_round_trip(*b_, (8u << 20) + 123); }
-TEST_F(CudaGpuTest, CopyWaitsForSoftwareFence) { test::gpu_check_waits_for_software_fence(*b_); }
-TEST_F(CudaGpuTest, FailedDependencyFailsTheCopy) { test::gpu_check_upstream_error(*b_); }
-TEST_F(CudaGpuTest, ExportedDeviceMemoryImportsWithSameBytes) { test::gpu_check_export_import(*b_); }
-TEST_F(CudaGpuTest, PeerQueryAnswersForValidDevices) { test::gpu_check_peer_query(*b_); }
 
 }  // namespace
 }  // namespace xbuf

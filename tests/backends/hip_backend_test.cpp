@@ -2,8 +2,8 @@
 //
 // HIP backend. This machine class (Debian's libamdhip64, no AMD GPU) is the
 // "runtime present, no device" case: the factory must say so cleanly. The
-// HipGpuTest cases need a real device and skip with the factory's reason
-// otherwise (ctest label "gpu").
+// cases that need a device are the GPU suite's (gpu_backend_test.cpp,
+// instantiated for "hip"; ctest label "gpu").
 #include <gtest/gtest.h>
 
 #include <dlfcn.h>
@@ -13,7 +13,6 @@
 #include "backends/hip/hip_backend.hpp"
 #include "backends/hip/hip_error.hpp"
 #include "backends/hip/hip_runtime.hpp"
-#include "tests/backends/gpu_backend_cases.hpp"
 
 // ROCm 5.2's runtime keeps a few hundred bytes from its first call
 // (hipGetDeviceCount) that it never frees; LeakSanitizer must not blame xbuf
@@ -42,16 +41,16 @@ TEST(HipErrorTest, MessageNamesTheCallTheErrorAndItsDescription) {
 }
 
 TEST(HipErrorTest, MapsResultsToWhatTheCallerCanDo) {
-  EXPECT_EQ(hip_errc(hipSuccess), errc::ok);
-  EXPECT_EQ(hip_errc(hipErrorOutOfMemory), errc::out_of_memory);
-  EXPECT_EQ(hip_errc(hipErrorInvalidDevice), errc::no_device);
-  EXPECT_EQ(hip_errc(hipErrorInvalidValue), errc::invalid_argument);
-  EXPECT_EQ(hip_errc(hipErrorIllegalAddress), errc::device_lost);
-  EXPECT_EQ(hip_errc(hipErrorNotSupported), errc::unsupported);
-  EXPECT_EQ(hip_errc(hipErrorNotReady), errc::busy);
-  EXPECT_EQ(hip_fence_errno(hipErrorLaunchFailure), -ENODEV);
-  EXPECT_EQ(hip_fence_errno(hipErrorUnknown), -EIO);
-  EXPECT_EQ(hip_result_name(static_cast<hipError_t>(4242)), "hipError4242");
+  EXPECT_EQ(hip_codes.code(hipSuccess), errc::ok);
+  EXPECT_EQ(hip_codes.code(hipErrorOutOfMemory), errc::out_of_memory);
+  EXPECT_EQ(hip_codes.code(hipErrorInvalidDevice), errc::no_device);
+  EXPECT_EQ(hip_codes.code(hipErrorInvalidValue), errc::invalid_argument);
+  EXPECT_EQ(hip_codes.code(hipErrorIllegalAddress), errc::device_lost);
+  EXPECT_EQ(hip_codes.code(hipErrorNotSupported), errc::unsupported);
+  EXPECT_EQ(hip_codes.code(hipErrorNotReady), errc::busy);
+  EXPECT_EQ(hip_codes.fence_errno_of(hipErrorLaunchFailure), -ENODEV);
+  EXPECT_EQ(hip_codes.fence_errno_of(hipErrorUnknown), -EIO);
+  EXPECT_EQ(hip_codes.name(static_cast<hipError_t>(4242)), "hipError4242");
 }
 
 TEST(HipLoaderTest, MissingLibraryIsNoDeviceNamingIt) {
@@ -75,7 +74,7 @@ TEST(HipLoaderTest, LibraryWithoutTheRuntimeApiIsNoDeviceNamingTheSymbol) {
 TEST(HipLoaderTest, RuntimeWithoutGpuReportsNoDeviceNamingTheCall) {
   if (!hip_runtime_installed()) GTEST_SKIP() << "libamdhip64 is not installed";
   auto b = create_hip_backend();
-  if (b) GTEST_SKIP() << "an AMD GPU is present (" << (*b)->devices()[0].name << "): HipGpuTest covers it";
+  if (b) GTEST_SKIP() << "an AMD GPU is present (" << (*b)->devices()[0].name << "): GpuTest covers it";
   EXPECT_EQ(b.code(), errc::no_device);
   const auto& m = b.err().message;
   // The call, then HIP's error name (hipErrorNoDevice where no GPU exists).
@@ -92,26 +91,6 @@ TEST(HipLoaderTest, RuntimeLoadsOnceAndReportsItsVersion) {
   EXPECT_GE((*a)->major_version(), 5);
   EXPECT_EQ((*a)->has_vmm(), (*a)->major_version() >= 6 && (*a)->hipMemCreate != nullptr);
 }
-
-class HipGpuTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    auto b = create_hip_backend();
-    if (!b) {
-      ASSERT_EQ(b.code(), errc::no_device) << b.err().describe();
-      GTEST_SKIP() << "no HIP device: " << b.err().message;
-    }
-    b_ = std::move(*b);
-  }
-  std::unique_ptr<backend> b_;
-};
-
-TEST_F(HipGpuTest, DevicesHaveNamePciAddressAndMemory) { test::gpu_check_device_info(*b_, "amd"); }
-TEST_F(HipGpuTest, CopiesPreserveBytesThroughDevices) { test::gpu_check_round_trip(*b_, (8u << 20) + 123); }
-TEST_F(HipGpuTest, CopyWaitsForSoftwareFence) { test::gpu_check_waits_for_software_fence(*b_); }
-TEST_F(HipGpuTest, FailedDependencyFailsTheCopy) { test::gpu_check_upstream_error(*b_); }
-TEST_F(HipGpuTest, ExportedDeviceMemoryImportsWithSameBytes) { test::gpu_check_export_import(*b_); }
-TEST_F(HipGpuTest, PeerQueryAnswersForValidDevices) { test::gpu_check_peer_query(*b_); }
 
 }  // namespace
 }  // namespace xbuf

@@ -80,6 +80,14 @@ inline alloc_request request(std::uint64_t size, std::vector<placement> where) {
   return r;
 }
 
+// Waits until the buffer's own kernel work (the clear of fresh VRAM, a move)
+// is done, through a CPU read access, which waits for it.
+inline void settle(memory_manager& mm, owner_id o, buffer_id b) {
+  auto m = mm.begin_cpu_access(o, b, cpu_access_mode::read);
+  ASSERT_TRUE(m) << m.err().describe();
+  ASSERT_TRUE(mm.end_cpu_access(o, b));
+}
+
 // Fills the buffer with bytes from `seed` through CPU write access.
 inline void fill(memory_manager& mm, owner_id o, buffer_id b, std::uint32_t seed) {
   auto m = mm.begin_cpu_access(o, b, cpu_access_mode::write);

@@ -25,14 +25,14 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <cstddef>
 #include <cstdint>
-#include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "core/fence.hpp"
+#include "core/mutex.hpp"
 
 namespace xbuf::gpu {
 
@@ -53,15 +53,18 @@ class event_poller {
   std::uint64_t completed() const noexcept;
 
  private:
-  void run();
+  void run() XBUF_EXCLUDES(mutex_);
+  // Sleeps until watch() or the destructor wakes the thread, at most
+  // `interval` when fences are being polled (polling = true).
+  void sleep_locked(mutex_lock& lock, bool polling, std::chrono::microseconds interval) XBUF_REQUIRES(mutex_);
 
   const std::string name_;
-  mutable std::mutex mutex_;
+  mutable xbuf::mutex mutex_;  // leaf
   std::condition_variable wake_;
-  std::vector<fence_ptr> incoming_;  // guarded by mutex_: handed over by watch()
-  std::size_t polling_ = 0;          // guarded by mutex_: fences the thread holds
-  bool stop_ = false;                // guarded by mutex_
-  std::uint64_t completed_ = 0;      // guarded by mutex_
+  std::vector<fence_ptr> incoming_ XBUF_GUARDED_BY(mutex_);  // handed over by watch()
+  std::size_t polling_ XBUF_GUARDED_BY(mutex_) = 0;          // fences the thread holds
+  bool stop_ XBUF_GUARDED_BY(mutex_) = false;
+  std::uint64_t completed_ XBUF_GUARDED_BY(mutex_) = 0;
   std::thread thread_;
 };
 

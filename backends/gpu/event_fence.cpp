@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: MIT
-#include "backends/gpu_common/event_fence.hpp"
+#include "backends/gpu/event_fence.hpp"
 
 #include <cassert>
 
-#include "backends/gpu_common/event_poller.hpp"
+#include "backends/gpu/event_poller.hpp"
 
 namespace xbuf::gpu {
 

@@ -12,6 +12,8 @@
 //   on the stream. Enqueueing on our own thread (not in the fence callback)
 //   matters: the signaling thread may be a runtime callback thread that must
 //   not call the runtime, and enqueueing may block briefly in the driver.
+//   Counting the fences down is core/fence_join.hpp's when_all_signaled;
+//   this class adds the thread, the queue and the cancellation.
 //
 // Rules
 //   - A job's start function is called exactly once, on the submitter thread,
@@ -21,22 +23,18 @@
 //     It must signal the job's result fence itself on every path that does
 //     not reach the runtime.
 //   - The fence callbacks only decrement a counter and push to a queue under
-//     a leaf mutex: they never call the runtime nor take an xbuf lock.
+//     a leaf mutex: they never call the runtime nor take another xbuf lock.
 //   - Destroying the submitter runs the jobs already ready, then cancels the
 //     jobs still waiting, then joins the thread. The owner destroys it before
 //     the streams the jobs enqueue on.
 #pragma once
 
-#include <condition_variable>
-#include <cstdint>
-#include <deque>
+#include <cstddef>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <span>
 #include <string>
 #include <thread>
-#include <unordered_map>
 
 #include "core/fence.hpp"
 

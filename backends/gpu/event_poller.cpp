@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: MIT
-#include "backends/gpu_common/event_poller.hpp"
+#include "backends/gpu/event_poller.hpp"
 
 #include <pthread.h>
 
 #include <algorithm>
+#include <chrono>
+#include <iterator>
 
 namespace xbuf::gpu {
 
@@ -20,7 +22,7 @@ event_poller::event_poller(std::string name) : name_(std::move(name)) {
 
 event_poller::~event_poller() {
   {
-    std::lock_guard lock(mutex_);
+    mutex_lock lock(mutex_);
     stop_ = true;
   }
   wake_.notify_all();
@@ -30,7 +32,7 @@ event_poller::~event_poller() {
 void event_poller::watch(fence_ptr f) {
   if (!f) return;
   {
-    std::lock_guard lock(mutex_);
+    mutex_lock lock(mutex_);
     if (stop_) return;
     incoming_.push_back(std::move(f));
   }
@@ -38,22 +40,33 @@ void event_poller::watch(fence_ptr f) {
 }
 
 std::size_t event_poller::watched() const {
-  std::lock_guard lock(mutex_);
+  mutex_lock lock(mutex_);
   return incoming_.size() + polling_;
 }
 
 std::uint64_t event_poller::completed() const noexcept {
-  std::lock_guard lock(mutex_);
+  mutex_lock lock(mutex_);
   return completed_;
+}
+
+void event_poller::sleep_locked(mutex_lock& lock, bool polling, std::chrono::microseconds interval) {
+  if (!polling) {
+    while (!stop_ && incoming_.empty()) lock.wait(wake_);
+    return;
+  }
+  const auto deadline = std::chrono::steady_clock::now() + interval;
+  while (!stop_ && incoming_.empty()) {
+    if (lock.wait_until(wake_, deadline) == std::cv_status::timeout) return;
+  }
 }
 
 void event_poller::run() {
   std::vector<fence_ptr> polling;
   auto interval = min_interval;
-  std::unique_lock lock(mutex_);
+  mutex_lock lock(mutex_);
   while (!stop_) {
     if (polling.empty() && incoming_.empty()) {
-      wake_.wait(lock, [&] { return stop_ || !incoming_.empty(); });
+      sleep_locked(lock, false, interval);
       continue;
     }
     std::move(incoming_.begin(), incoming_.end(), std::back_inserter(polling));
@@ -71,9 +84,7 @@ void event_poller::run() {
     completed_ += done;
     polling_ = polling.size();
     interval = done > 0 ? min_interval : std::min(interval * 2, max_interval);
-    if (!polling.empty()) {
-      wake_.wait_for(lock, interval, [&] { return stop_ || !incoming_.empty(); });
-    }
+    if (!polling.empty()) sleep_locked(lock, true, interval);
   }
   polling_ = 0;
   // Dropping the remaining references outside the lock: a fence destructor

@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: MIT
 //
-// The pieces the CUDA and HIP backends share, tested without any GPU: event
-// fences over a fake runtime event, the poller, the deferred submitter, the
-// fd-shareable host memory and the sysfs NUMA lookup.
+// The pieces of the GPU skeleton (backends/gpu/), tested without any GPU:
+// event fences over a fake runtime event, the poller, the deferred
+// submitter, the fd-shareable host memory it takes from
+// backends/detail/memfd_block, the sysfs NUMA lookups, the runtime error
+// formatting and checked-call naming.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -11,11 +13,15 @@
 #include <cstring>
 #include <thread>
 
-#include "backends/gpu_common/deferred_submitter.hpp"
-#include "backends/gpu_common/event_fence.hpp"
-#include "backends/gpu_common/event_poller.hpp"
-#include "backends/gpu_common/host_mapping.hpp"
-#include "backends/gpu_common/pci_numa.hpp"
+#include <unistd.h>
+
+#include "backends/detail/memfd_block.hpp"
+#include "backends/gpu/checked_call.hpp"
+#include "backends/gpu/deferred_submitter.hpp"
+#include "backends/gpu/event_fence.hpp"
+#include "backends/gpu/event_poller.hpp"
+#include "backends/gpu/numa_sysfs.hpp"
+#include "backends/gpu/runtime_error.hpp"
 
 namespace xbuf::gpu {
 namespace {
@@ -169,42 +175,99 @@ TEST(DeferredSubmitterTest, CancelsWaitingJobsOnDestruction) {
   EXPECT_EQ(calls.load(), 1);
 }
 
+// The GPU backend's host memory is detail::memfd_mapping, bound with
+// bind_to_node and imported with detail::import_block (gpu_memory.cpp).
 TEST(HostMappingTest, ExportedFdSeesTheSameBytes) {
-  auto m = create_host_mapping(10000, -1, "xbuf-test");
+  auto m = detail::memfd_mapping::create("xbuf-test", 10000);
   ASSERT_TRUE(m) << m.err().describe();
-  EXPECT_EQ(m->size % 4096, 0u);
-  EXPECT_GE(m->size, 10000u);
-  std::memset(m->ptr, 0x5a, 10000);
-  auto other = map_host_fd(::dup(m->fd), 10000);
+  EXPECT_EQ(m->size() % 4096, 0u);
+  EXPECT_GE(m->size(), 10000u);
+  std::memset(m->data(), 0x5a, 10000);
+  auto other = detail::memfd_mapping::map_fd(::dup(m->fd()));
   ASSERT_TRUE(other) << other.err().describe();
-  EXPECT_EQ(static_cast<unsigned char*>(other->ptr)[9999], 0x5a);
-  static_cast<unsigned char*>(other->ptr)[0] = 0x11;
-  EXPECT_EQ(static_cast<unsigned char*>(m->ptr)[0], 0x11);
-  release(*other);
-  release(*m);
-  EXPECT_EQ(m->fd, -1);
+  EXPECT_EQ(static_cast<unsigned char*>(other->data())[9999], 0x5a);
+  static_cast<unsigned char*>(other->data())[0] = 0x11;
+  EXPECT_EQ(static_cast<unsigned char*>(m->data())[0], 0x11);
+  *other = detail::memfd_mapping{};
+  *m = detail::memfd_mapping{};
+  EXPECT_EQ(m->fd(), -1);
 }
 
 TEST(HostMappingTest, BadRequestsNameTheProblem) {
-  auto zero = create_host_mapping(0, -1, "xbuf-test");
+  auto zero = detail::memfd_mapping::create("xbuf-test", 0);
   EXPECT_EQ(zero.code(), errc::invalid_argument);
-  auto node = create_host_mapping(4096, 4000, "xbuf-test");
-  ASSERT_EQ(node.code(), errc::invalid_argument);
-  EXPECT_NE(node.err().message.find("NUMA node 4000"), std::string::npos);
-  auto small = create_host_mapping(4096, -1, "xbuf-test");
+  EXPECT_FALSE(numa_node_exists(4000));
+  auto node = detail::memfd_mapping::create("xbuf-test", 4096);
+  ASSERT_TRUE(node) << node.err().describe();
+  auto bound = node->bind_to_node(4000);
+  ASSERT_EQ(bound.code(), errc::invalid_argument);
+  EXPECT_NE(bound.err().message.find("NUMA node 4000"), std::string::npos);
+  EXPECT_EQ(node->numa_node(), -1);
+  auto small = detail::memfd_mapping::create("xbuf-test", 4096);
   ASSERT_TRUE(small);
-  auto too_big = map_host_fd(small->fd, 1 << 20);
-  EXPECT_EQ(too_big.code(), errc::invalid_argument);
-  release(*small);
+  exported_memory too_big{::dup(small->fd()), 0, std::size_t{1} << 20, memory_kind::host_pinned};
+  auto imported = detail::import_block(too_big, -1, "test");
+  EXPECT_EQ(imported.code(), errc::invalid_argument);
 }
 
 TEST(HostMappingTest, BindsToAnExistingNumaNode) {
   ASSERT_TRUE(numa_node_exists(0)) << "every Linux machine has node 0";
-  auto m = create_host_mapping(1 << 20, 0, "xbuf-test");
+  auto m = detail::memfd_mapping::create("xbuf-test", 1 << 20);
   ASSERT_TRUE(m) << m.err().describe();
-  EXPECT_EQ(m->numa_node, 0);
-  std::memset(m->ptr, 1, 1 << 20);
-  release(*m);
+  ASSERT_TRUE(m->bind_to_node(0));
+  EXPECT_EQ(m->numa_node(), 0);
+  std::memset(m->data(), 1, 1 << 20);
+}
+
+constexpr known_code test_codes[] = {{2, errc::out_of_memory, "ERR_TWO", "two went wrong"},
+                                     {3, errc::busy, "ERR_THREE", "three, from the table"}};
+
+TEST(RuntimeErrorTest, NamesTheCallThenTheRuntimesNameAndText) {
+  runtime_error_parts p;
+  p.code = errc::out_of_memory;
+  p.value = 2;
+  p.runtime_name = "rtTwo";
+  p.runtime_text = "the runtime's words";
+  const auto e = make_runtime_error(test_codes, p, "rtAlloc(device 0)");
+  EXPECT_EQ(e.code, errc::out_of_memory);
+  EXPECT_EQ(e.message, "rtAlloc(device 0): rtTwo (the runtime's words)");
+}
+
+TEST(RuntimeErrorTest, FallsBackToTheTableThenToTheFallbacks) {
+  runtime_error_parts known;
+  known.value = 2;
+  EXPECT_EQ(make_runtime_error(test_codes, known, "f").message, "f: ERR_TWO (two went wrong)");
+  runtime_error_parts unknown;
+  unknown.code = errc::ok;  // an "error" that succeeded: misuse, reported as io_error
+  unknown.value = 9;
+  unknown.fallback_name = "ERR_9";
+  unknown.unknown_text = "unrecognized";
+  const auto e = make_runtime_error(test_codes, unknown, "g");
+  EXPECT_EQ(e.code, errc::io_error);
+  EXPECT_EQ(e.message, "g: ERR_9 (unrecognized)");
+}
+
+TEST(RuntimeErrorTest, TextEqualToTheNameCountsAsNone) {
+  runtime_error_parts p;
+  p.value = 3;
+  p.runtime_name = "ERR_THREE";
+  p.runtime_text = "ERR_THREE";
+  p.unknown_text = "no description";
+  EXPECT_EQ(make_runtime_error(test_codes, p, "h").message, "h: ERR_THREE (three, from the table)");
+}
+
+TEST(RuntimeErrorTest, FencesCarryEnodevForLostDevicesAndEioOtherwise) {
+  EXPECT_EQ(fence_errno(errc::ok), 0);
+  EXPECT_EQ(fence_errno(errc::device_lost), -ENODEV);
+  EXPECT_EQ(fence_errno(errc::no_device), -ENODEV);
+  EXPECT_EQ(fence_errno(errc::out_of_memory), -EIO);
+}
+
+TEST(CheckedCallTest, VersionedSymbolsAreNamedAsDocumented) {
+  EXPECT_EQ(documented_name("cuMemAlloc_v2"), "cuMemAlloc");
+  EXPECT_EQ(documented_name("cuDevicePrimaryCtxRelease_v2"), "cuDevicePrimaryCtxRelease");
+  EXPECT_EQ(documented_name("hipMalloc"), "hipMalloc");
+  EXPECT_EQ(documented_name("x_v"), "x_v");
 }
 
 }  // namespace
