@@ -166,6 +166,13 @@ result<cpu_mapping> memory_manager::begin_cpu_access(owner_id owner, buffer_id i
 status memory_manager::end_cpu_access(owner_id owner, buffer_id id) {
   return guarded(who, "end_cpu_access", [&] { return end_cpu_access_unguarded(owner, id); });
 }
+result<pending_cpu_access> memory_manager::start_cpu_access(owner_id owner, buffer_id id,
+                                                            cpu_access_mode mode,
+                                                            fence_clock::duration timeout,
+                                                            const cancel_token* cancel) {
+  return guarded(who, "start_cpu_access",
+                 [&] { return start_cpu_access_unguarded(owner, id, mode, timeout, cancel); });
+}
 result<exported_memory> memory_manager::export_fd(owner_id owner, buffer_id id) {
   return guarded(who, "export", [&] { return export_fd_unguarded(owner, id); });
 }

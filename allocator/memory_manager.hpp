@@ -142,6 +142,14 @@ struct cpu_mapping {
   std::uint64_t size = 0;
 };
 
+// A CPU access begun without waiting (start_cpu_access): the buffer is held
+// still already; `ready` signals once the work the access must not race
+// with is done (a signaled stub when there is none).
+struct pending_cpu_access {
+  cpu_mapping mapping;
+  fence_ptr ready;
+};
+
 struct buffer_info {
   buffer_id id = 0;
   owner_id owner = 0;
@@ -273,6 +281,23 @@ class memory_manager {
   // Errors: not_found, bad_state (no access begun).
   status end_cpu_access(owner_id owner, buffer_id id);
 
+  // begin_cpu_access in two halves, for callers that must not block (the
+  // daemon's sessions): pins and, where needed, migrates (waiting for room
+  // up to `timeout`), then returns at once with the fence to wait for. The
+  // caller waits for `ready` its own way and calls end_cpu_access in any
+  // case, also when it gives up waiting.
+  // Errors: as begin_cpu_access, less the fence wait's.
+  result<pending_cpu_access> start_cpu_access(owner_id owner, buffer_id id, cpu_access_mode mode,
+                                              fence_clock::duration timeout = default_move_timeout,
+                                              const cancel_token* cancel = nullptr);
+
+  // The fence to wait for before an allocation in `placements` that failed
+  // with timed_out (given a zero timeout) can find room: memory on its way
+  // back to those domains (delayed frees, evictions in flight). A signaled
+  // stub when nothing is on its way. Never fails (unknown placements are
+  // skipped). Context: never blocks.
+  fence_ptr room_fence(std::span<const placement> placements);
+
   // Exports the buffer's memory as a new fd (the caller owns it), once its
   // pending move or clear is done (the receiver has no fence to wait for).
   // Errors: not_found, and the backend's (unsupported without fd backing).
@@ -328,6 +353,10 @@ class memory_manager {
                                                  fence_clock::duration timeout,
                                                  const cancel_token* cancel);
   status end_cpu_access_unguarded(owner_id owner, buffer_id id);
+  result<pending_cpu_access> start_cpu_access_unguarded(owner_id owner, buffer_id id,
+                                                        cpu_access_mode mode,
+                                                        fence_clock::duration timeout,
+                                                        const cancel_token* cancel);
   result<exported_memory> export_fd_unguarded(owner_id owner, buffer_id id);
   result<buffer_info> info_unguarded(owner_id owner, buffer_id id) const;
 

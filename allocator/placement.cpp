@@ -18,6 +18,7 @@
 #include <bit>
 
 #include "allocator/detail/manager_names.hpp"
+#include "core/fence_join.hpp"
 #include "core/units.hpp"
 
 namespace xbuf {
@@ -162,6 +163,20 @@ error memory_manager::no_room_locked(const std::vector<int>& domains, std::uint6
   }
   msg.pop_back();
   return fail(errc::out_of_memory, msg);
+}
+
+fence_ptr memory_manager::room_fence(std::span<const placement> placements) {
+  std::vector<fence_ptr> coming;
+  {
+    mutex_lock lock(mutex_);
+    for (const auto& p : placements) {
+      const int d = domain_of(p);
+      if (d < 0) continue;
+      auto fs = at(d).pending_fences();
+      coming.insert(coming.end(), fs.begin(), fs.end());
+    }
+  }
+  return join(std::move(coming));
 }
 
 // ---------------------------------------------------------------- allocate

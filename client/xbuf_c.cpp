@@ -20,6 +20,7 @@
 #include <type_traits>
 
 #include "client/remote_client.hpp"
+#include "core/guarded.hpp"
 #include "core/mutex.hpp"
 #include "core/thread_annotations.hpp"
 
@@ -59,30 +60,17 @@ R failed_value(int code) noexcept {
   }
 }
 
-void record_exception(xbuf::errc code, const char* function, const char* what) noexcept {
-  try {
-    set_error(xbuf::fail(code, std::string(function) + ": " + what));
-  } catch (...) {
-    last_error_fixed = "libxbuf: out of memory while recording an error";
-  }
-}
-
-// Runs the body of C function `function`; see the file comment.
+// Runs the body of C function `function`; see the file comment. What an
+// escaping exception means is decided once, by core/guarded.hpp.
 template <class F>
 auto guarded(const char* function, F&& body) noexcept -> decltype(body()) {
   using R = decltype(body());
-  xbuf::errc code = xbuf::errc::io_error;
   try {
     return body();
-  } catch (const std::bad_alloc&) {
-    code = xbuf::errc::out_of_memory;
-    record_exception(code, function, "out of memory");
-  } catch (const std::exception& e) {
-    record_exception(code, function, e.what());
   } catch (...) {
-    record_exception(code, function, "unknown exception");
+    const auto e = xbuf::detail::boundary_error("libxbuf", function, std::current_exception());
+    return failed_value<R>(set_error(e));
   }
-  return failed_value<R>(xbuf::to_errno(code));
 }
 
 std::string socket_path_or_default(const char* p) {

@@ -285,15 +285,17 @@ TEST_F(GpuSkeletonTest, DestructorSkipsStreamsOfADeviceThatCannotBeMadeCurrent) 
 TEST_F(GpuSkeletonTest, BlocksKeepTheirDeviceOpenAfterTheBackendAndUnregisterPinnedMemory) {
   auto pinned = host(4096, true);
   auto pageable = host(4096, false);
-  auto dev = b_->allocate_device(0, 4096);
-  ASSERT_TRUE(pinned && pageable && dev);
+  auto made = b_->allocate_device(0, 4096);
+  ASSERT_TRUE(pinned && pageable && made);
+  // The block itself, out of its result: dropping it below is a plain reset.
+  memory_block_ptr dev = std::move(made).value();
   EXPECT_EQ(state_->registered_blocks.load(), 1);
   b_.reset();
   EXPECT_GT(state_->open_devices.load(), 0) << "a block's device was closed under it";
   pinned.reset();
   EXPECT_EQ(state_->registered_blocks.load(), 0);
   pageable.reset();
-  dev = memory_block_ptr{};
+  dev.reset();
   EXPECT_EQ(state_->open_devices.load(), 0);
   EXPECT_EQ(state_->live_streams.load(), 0);
   EXPECT_EQ(state_->current_depth.load(), 0);
