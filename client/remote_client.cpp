@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <utility>
 
@@ -15,6 +17,46 @@
 namespace xbuf::client {
 
 namespace {
+
+// The uid the caller trusts besides root and its own: the option, else
+// $XBUF_SERVER_UID. Errors: invalid_argument (not a decimal uid).
+result<std::optional<std::uint32_t>> trusted_server_uid(const connect_options& o) {
+  if (o.server_uid) return o.server_uid;
+  const char* e = std::getenv("XBUF_SERVER_UID");
+  if (e == nullptr || *e == '\0') return std::optional<std::uint32_t>{};
+  std::uint64_t v = 0;
+  for (const char* p = e; *p != '\0'; ++p) {
+    if (*p < '0' || *p > '9' || v > 0xffffffffull) {
+      return fail(errc::invalid_argument, std::string("XBUF_SERVER_UID '") + e + "': not a uid (a decimal number)");
+    }
+    v = v * 10 + static_cast<std::uint64_t>(*p - '0');
+  }
+  if (v > 0xfffffffeull) {
+    return fail(errc::invalid_argument, std::string("XBUF_SERVER_UID '") + e + "': not a uid (a decimal number)");
+  }
+  return std::optional<std::uint32_t>(static_cast<std::uint32_t>(v));
+}
+
+// Before the hello leaves: is the process that listens on `fd` one we trust?
+status check_server(int fd, const std::string& path, const connect_options& o) {
+  auto trusted = trusted_server_uid(o);
+  if (!trusted) return std::move(trusted).err();
+  ucred cred{};
+  socklen_t len = sizeof cred;
+  if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
+    return fail(errc::io_error, "xbufd at '" + path + "': SO_PEERCRED: " + errno_text(errno));
+  }
+  if (cred.uid == 0 || cred.uid == ::getuid() || cred.uid == ::geteuid() || (*trusted && cred.uid == **trusted)) {
+    return ok();
+  }
+  return fail(errc::permission_denied,
+              "xbufd at '" + path + "' runs as uid " + std::to_string(cred.uid) + " (pid " + std::to_string(cred.pid) +
+                  "), not root, this process's uid " + std::to_string(::geteuid()) +
+                  (*trusted ? " or the trusted uid " + std::to_string(**trusted) : std::string()) +
+                  ": not talking to it (whoever binds a socket path first can pose as xbufd; set XBUF_SERVER_UID=" +
+                  std::to_string(cred.uid) + " if that daemon is the one you mean)");
+}
+
 }  // namespace
 
 remote_client::remote_client(int fd) : fd_(fd), parser_(std::make_unique<wire::frame_parser>(false)) {}
@@ -49,7 +91,8 @@ void remote_client::close_all() noexcept {
   fd_ = -1;
 }
 
-result<remote_client> remote_client::connect(const std::string& socket_path, const std::string& client_name) {
+result<remote_client> remote_client::connect(const std::string& socket_path, const std::string& client_name,
+                                             const connect_options& options) {
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   if (socket_path.empty() || socket_path.size() >= sizeof addr.sun_path) {
@@ -62,6 +105,10 @@ result<remote_client> remote_client::connect(const std::string& socket_path, con
     const int e = errno;
     ::close(fd);
     return fail(errc::io_error, "connect to xbufd at '" + socket_path + "': " + errno_text(e));
+  }
+  if (auto s = check_server(fd, socket_path, options); !s) {
+    ::close(fd);
+    return std::move(s).err();
   }
   remote_client c(fd);
   auto h = c.call<wire::hello_reply>(wire::hello_request{.version = wire::protocol_version,

@@ -47,12 +47,24 @@ struct exported_buffer {
 using move_notify_callback = std::function<void(const wire::move_notify_event&)>;
 using fence_signaled_callback = std::function<void(const wire::fence_signaled_event&)>;
 
+// Who may answer on the socket. Whoever can bind the path first receives
+// the client's hello and everything after it, so the client checks the
+// server's uid (SO_PEERCRED) before it says anything: root, this process's
+// own uid, or the one given here. Unset: $XBUF_SERVER_UID when set.
+struct connect_options {
+  std::optional<std::uint32_t> server_uid;
+};
+
 class remote_client {
  public:
-  // Connects and says hello. Errors: io_error (connect, naming the path and
-  // errno), unsupported (version mismatch), protocol_error.
+  // Connects, checks the server's credentials, and says hello.
+  // Errors: io_error (connect, naming the path and errno), permission_denied
+  // (the server runs as a uid that is not root, ours or the trusted one;
+  // nothing was sent to it), invalid_argument (XBUF_SERVER_UID is not a
+  // uid), unsupported (version mismatch), protocol_error.
   // Context: blocks on the socket.
-  static result<remote_client> connect(const std::string& socket_path, const std::string& client_name);
+  static result<remote_client> connect(const std::string& socket_path, const std::string& client_name,
+                                       const connect_options& options = {});
 
   remote_client(remote_client&&) noexcept;
   remote_client& operator=(remote_client&&) noexcept;

@@ -12,9 +12,9 @@
 #   client/     anything below server, client/, and of server/ only
 #               server/protocol.hpp
 #   bench/      like client/
-#   tests/X/    what X/ may include, plus tests/ and (for tests/server and
-#               tests/integration) server/; tests/common, tests/stress and
-#               tests/fuzz like client/
+#   tests/X/    what X/ may include, plus tests/ and (for tests/server,
+#               tests/integration and tests/fuzz, which drive the daemon's
+#               parts) server/; tests/common and tests/stress like client/
 #
 # Prints each offending line as FILE:LINE: text (why) and exits 1 if any.
 # Usage: scripts/check-includes.sh [ROOT]   (default: the repository root)
@@ -32,8 +32,8 @@ allowed_for() {  # folder path relative to root -> allowed top-level folders
     p2p/*)                      echo "core p2p" ;;
     server/*)                   echo "$below_server server" ;;
     client/*|bench/*)           echo "$below_server client server/protocol.hpp" ;;
-    tests/server/*|tests/integration/*) echo "$below_server client server tests" ;;
-    tests/client/*|tests/common/*|tests/stress/*|tests/fuzz/*)
+    tests/server/*|tests/integration/*|tests/fuzz/*) echo "$below_server client server tests" ;;
+    tests/client/*|tests/common/*|tests/stress/*)
                                 echo "$below_server client server/protocol.hpp tests" ;;
     tests/*/*)                  local sub="${1#tests/}"; sub="${sub%%/*}"
                                 echo "$(allowed_for "$sub/x") tests" ;;

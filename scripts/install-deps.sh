@@ -6,7 +6,8 @@ set -euo pipefail
 
 packages=(
   build-essential cmake ninja-build pkg-config
-  clang                      # ThreadSanitizer / ASan+UBSan builds in CI use clang or gcc
+  clang                      # -Wthread-safety build and the fuzzers; TSan/ASan builds use gcc
+  libclang-rt-14-dev         # clang's sanitizer and libFuzzer runtimes (tests/fuzz)
   libhwloc-dev hwloc-nox     # topology (live machine and XML)
   libpciaccess-dev           # PCI ids, class and ACS capability on the live machine
   libboost1.81-dev           # Boost.Asio (1.81 for a C++20-coroutine-ready Asio)

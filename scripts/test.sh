@@ -2,8 +2,8 @@
 # Installs the dependencies, builds xbuf and runs its test suites.
 #
 #   scripts/test.sh                  plain build in build/, every test
-#   scripts/test.sh --sanitize thread   ThreadSanitizer build in build-tsan/, unit + stress tests
-#   scripts/test.sh --sanitize address  ASan+UBSan build in build-asan/, unit + stress tests
+#   scripts/test.sh --sanitize thread   ThreadSanitizer build in build-tsan/, unit, stress, integration
+#   scripts/test.sh --sanitize address  ASan+UBSan build in build-asan/, unit, stress, integration
 #
 # GPU tests (label "gpu") skip with a reason where no GPU is present.
 set -euo pipefail
@@ -19,8 +19,8 @@ scripts/install-deps.sh
 jobs=$(nproc)
 case "$sanitize" in
   "")      dir=build;      labels="" ;;
-  thread)  dir=build-tsan; labels="unit|stress" ;;
-  address) dir=build-asan; labels="unit|stress" ;;
+  thread)  dir=build-tsan; labels="unit|stress|integration" ;;
+  address) dir=build-asan; labels="unit|stress|integration" ;;
   *) echo "test.sh: unknown sanitizer '$sanitize' (use thread or address)" >&2; exit 2 ;;
 esac
 

@@ -11,6 +11,19 @@ void client_registry::add(client_record record, cancel_hook cancel) {
   clients_[owner] = entry{std::move(record), std::move(cancel)};
 }
 
+bool client_registry::try_add(client_record record, cancel_hook cancel, std::size_t limit) {
+  const owner_id owner = record.owner;
+  xbuf::mutex_lock lock(mutex_);
+  if (clients_.size() >= limit && !clients_.contains(owner)) return false;
+  clients_[owner] = entry{std::move(record), std::move(cancel)};
+  return true;
+}
+
+std::size_t client_registry::size() const {
+  xbuf::mutex_lock lock(mutex_);
+  return clients_.size();
+}
+
 void client_registry::set_name(owner_id owner, std::string name) {
   xbuf::mutex_lock lock(mutex_);
   if (auto it = clients_.find(owner); it != clients_.end()) it->second.record.name = std::move(name);

@@ -9,6 +9,12 @@
 //   start and remove themselves once their owner was released, so a client
 //   that is listed still holds what stats reports for it.
 //
+//   The registry is also the connection limit (--max-connections): a
+//   session that cannot be listed is refused. Checking the count and
+//   listing happen under one lock, so two racing connects can never both
+//   take the last slot; and a client counts until its owner was released,
+//   so a flood of connect-disconnect cannot outrun the cleanup.
+//
 // Rules
 //   - Thread-safe: every member takes mutex_ itself. mutex_ is a leaf:
 //     nothing else is locked while it is held, and cancel hooks run after it
@@ -16,6 +22,7 @@
 //   - Context: never blocks beyond mutex_; allocates.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -44,6 +51,11 @@ class client_registry {
 
   // Lists a new client. A second add for the same owner replaces the first.
   void add(client_record record, cancel_hook cancel) XBUF_EXCLUDES(mutex_);
+  // Lists a new client if fewer than `limit` are listed; false (nothing
+  // listed) otherwise. The check and the listing are one step.
+  bool try_add(client_record record, cancel_hook cancel, std::size_t limit) XBUF_EXCLUDES(mutex_);
+  // How many are listed.
+  std::size_t size() const XBUF_EXCLUDES(mutex_);
   // Records the name a client gave in hello. Unknown owners are ignored.
   void set_name(owner_id owner, std::string name) XBUF_EXCLUDES(mutex_);
   // Unlists a client; returns its record (for the goodbye log line), or

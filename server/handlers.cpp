@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT
 #include "server/handlers.hpp"
 
-#include <iterator>
+#include <algorithm>
 #include <chrono>
+#include <iterator>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -41,6 +42,21 @@ route_outcome to_outcome(const wire::frame_header& h, result<export_result>&& r)
 route_outcome to_outcome(const wire::frame_header& h, result<fence_wait>&& r) {
   if (!r) return to_outcome(h, result<wire::wait_reply>(std::move(r).err()));
   return {.reply = {}, .wait = std::move(r).value()};
+}
+
+template <class Reply>
+route_outcome to_outcome(const wire::frame_header& h, result<reply_or_wait<Reply>>&& r) {
+  if (!r) return to_outcome(h, result<Reply>(std::move(r).err()));
+  if (auto* w = std::get_if<fence_wait>(&*r)) return {.reply = {}, .wait = std::move(*w)};
+  return to_outcome(h, result<Reply>(std::get<Reply>(std::move(*r))));
+}
+
+// Milliseconds from now to `deadline` for a fence_wait: at least 1 (a wait
+// of 0 only tests), wait_forever_ms for no deadline.
+std::uint32_t ms_until(fence_clock::time_point deadline) {
+  if (deadline == fence_clock::time_point::max()) return wait_forever_ms;
+  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(time_left(deadline)).count();
+  return static_cast<std::uint32_t>(std::clamp<std::int64_t>(left, 1, wait_forever_ms - 1));
 }
 
 // decode -> handler -> encode, for request message M and handler H.
@@ -148,10 +164,12 @@ result<wire::hello_reply> hello(session_context& ctx, const wire::hello_request&
   return wire::hello_reply{.owner = ctx.owner};
 }
 
-result<wire::buffer_reply> alloc(session_context& ctx, const wire::alloc_request& m) {
+result<reply_or_wait<wire::buffer_reply>> alloc(session_context& ctx, const wire::alloc_request& m) {
   if ((m.flags & ~wire::alloc_known_flags) != 0) {
+    ctx.rerun.reset();
     return fail(errc::invalid_argument, "alloc: unknown flags " + std::to_string(m.flags));
   }
+  if (!ctx.rerun) ctx.rerun.emplace().deadline = deadline_after(ctx.alloc_wait);
   xbuf::alloc_request req;
   req.size = m.size;
   req.alignment = m.alignment;
@@ -160,9 +178,20 @@ result<wire::buffer_reply> alloc(session_context& ctx, const wire::alloc_request
   req.no_evict = (m.flags & wire::alloc_flag_no_evict) != 0;
   req.name = m.name;
   req.cancel = &ctx.cancel;
+  req.timeout = fence_clock::duration::zero();  // the session does the waiting
   auto r = ctx.mm.allocate(ctx.owner, req);
-  if (!r) return std::move(r).err();
-  return wire::buffer_reply{*r};
+  const auto deadline = ctx.rerun->deadline;
+  const bool wait_more = !r && r.code() == errc::timed_out && !ctx.cancel.cancelled() &&
+                         fence_clock::now() < deadline;
+  if (!wait_more) {
+    ctx.rerun.reset();
+    if (!r) return std::move(r).err();
+    return reply_or_wait<wire::buffer_reply>(wire::buffer_reply{*r});
+  }
+  // Memory is on its way back (evictions in flight): wait for it on the
+  // session, then try again.
+  return reply_or_wait<wire::buffer_reply>(fence_wait{
+      .fence = ctx.mm.room_fence(req.placements), .id = 0, .timeout_ms = ms_until(deadline), .rerun = true});
 }
 
 status free_buffer(session_context& ctx, const wire::free_request& m) { return ctx.mm.free(ctx.owner, m.id); }
@@ -208,8 +237,11 @@ status unmap(session_context& ctx, const wire::unmap_request& m) { return ctx.mm
 
 result<wire::fence_reply> add_client_fence(session_context& ctx, const wire::add_client_fence_request& m) {
   fence_ptr fc = ctx.fences.make_client_fence();
-  std::optional<fence_clock::time_point> deadline;
-  if (m.deadline_ms > 0) deadline = fence_clock::now() + std::chrono::milliseconds(m.deadline_ms);
+  // No client fence may hold eviction (or another tenant) up for longer
+  // than the daemon allows: none asked for is the cap, more is capped.
+  const auto asked = std::chrono::milliseconds(m.deadline_ms);
+  const auto within = m.deadline_ms == 0 ? ctx.max_fence_deadline : std::min<fence_clock::duration>(asked, ctx.max_fence_deadline);
+  const fence_clock::time_point deadline = fence_clock::now() + within;
   if (auto s = ctx.mm.add_fence(ctx.owner, m.buffer, fc, m.usage, deadline); !s) return std::move(s).err();
   return wire::fence_reply{ctx.fences.track(std::move(fc), true)};
 }
@@ -242,12 +274,38 @@ result<wire::validate_reply> validate(session_context& ctx, const wire::validate
                               .no_room = static_cast<std::uint32_t>(r->no_room)};
 }
 
-result<wire::cpu_begin_reply> cpu_begin(session_context& ctx, const wire::cpu_begin_request& m) {
+result<reply_or_wait<wire::cpu_begin_reply>> cpu_begin(session_context& ctx, const wire::cpu_begin_request& m) {
+  if (ctx.rerun && ctx.rerun->cpu_buffer == m.buffer) {
+    // Rerun after waiting: the access was begun by the first run.
+    auto st = std::move(*ctx.rerun);
+    ctx.rerun.reset();
+    if (st.cpu_ready->is_signaled()) return reply_or_wait<wire::cpu_begin_reply>(wire::cpu_begin_reply{st.cpu_size});
+    (void)ctx.mm.end_cpu_access(ctx.owner, m.buffer);
+    if (ctx.cancel.cancelled()) {
+      return fail(errc::cancelled, "begin_cpu_access buffer " + std::to_string(m.buffer) + ": cancelled");
+    }
+    return fail(errc::timed_out, "begin_cpu_access buffer " + std::to_string(m.buffer) +
+                                     ": conflicting work not done after " + std::to_string(m.timeout_ms) + " ms");
+  }
+  ctx.rerun.reset();
   const fence_clock::duration timeout = m.timeout_ms == 0 ? wait_forever : std::chrono::milliseconds(m.timeout_ms);
+  const auto deadline = deadline_after(timeout);
   const cpu_access_mode mode = m.write ? cpu_access_mode::write : cpu_access_mode::read;
-  auto r = ctx.mm.begin_cpu_access(ctx.owner, m.buffer, mode, timeout, &ctx.cancel);
+  auto r = ctx.mm.start_cpu_access(ctx.owner, m.buffer, mode, std::min(timeout, ctx.alloc_wait), &ctx.cancel);
   if (!r) return std::move(r).err();
-  return wire::cpu_begin_reply{r->size};
+  if (r->ready->is_signaled()) return reply_or_wait<wire::cpu_begin_reply>(wire::cpu_begin_reply{r->mapping.size});
+  if (m.timeout_ms != 0 && fence_clock::now() >= deadline) {
+    (void)ctx.mm.end_cpu_access(ctx.owner, m.buffer);
+    return fail(errc::timed_out, "begin_cpu_access buffer " + std::to_string(m.buffer) +
+                                     ": conflicting work not done after " + std::to_string(m.timeout_ms) + " ms");
+  }
+  auto& st = ctx.rerun.emplace();
+  st.deadline = deadline;
+  st.cpu_buffer = m.buffer;
+  st.cpu_ready = r->ready;
+  st.cpu_size = r->mapping.size;
+  return reply_or_wait<wire::cpu_begin_reply>(
+      fence_wait{.fence = r->ready, .id = 0, .timeout_ms = ms_until(deadline), .rerun = true});
 }
 
 status cpu_end(session_context& ctx, const wire::cpu_end_request& m) {

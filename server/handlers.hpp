@@ -14,8 +14,12 @@
 //                                    |        pool (may block: the manager)
 //
 //   The session (session.hpp) only decides where a route runs, sends the
-//   outcome, and for wait (the one request whose reply waits for an event)
-//   waits for the fence without blocking a thread, then calls finish_wait().
+//   outcome, and when a handler hands back a fence_wait, waits for its fence
+//   without blocking a thread, then either answers (wait: finish_wait()) or
+//   runs the same request again (rerun: alloc waiting for memory on its way
+//   back, cpu_begin waiting for the work it must not race with). So no
+//   shared thread ever waits for a client: a pool job only does bounded
+//   work and hands the waiting to the session (DESIGN.md, Tenancy).
 //
 //   How results become wire statuses: a handler's error value goes out as
 //   that error's code and message; a frame that does not decode as its
@@ -25,9 +29,13 @@
 //   boundary (session::handle), which answers io_error.
 //
 // Rules
-//   - Context: a route whose `where` is run_on::pool may block (manager
-//     locks, evictions, CPU-access waits) and must run on the worker pool,
-//     never on an io_context thread; run_on::session routes never block.
+//   - Context: a route whose `where` is run_on::pool may block briefly
+//     (manager and buffer locks) and must run on the worker pool, never on
+//     an io_context thread; run_on::session routes never block. Neither
+//     waits for a fence a client controls: such waits become fence_waits.
+//   - Every client fence has a deadline of at most max_fence_deadline, so
+//     every fence_wait ends in finite time even if its client never
+//     signals.
 //   - One request of a session at a time: the session starts the next only
 //     after the reply of this one is queued. Handlers may therefore read and
 //     change the session_context without ordering concerns of their own;
@@ -41,11 +49,13 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <span>
 #include <string_view>
 #include <utility>
+#include <variant>
 
 #include "allocator/memory_manager.hpp"
 #include "core/cancel_token.hpp"
@@ -58,6 +68,17 @@
 #include "server/protocol.hpp"
 
 namespace xbuf::server {
+
+// A request being run again after a fence_wait (handlers.cpp: alloc,
+// cpu_begin): when its waiting ends, and the CPU access cpu_begin began.
+// Outside session_context: clang 14 cannot default-construct a nested
+// struct with member initializers inside std::optional of its enclosing one.
+struct rerun_state {
+  fence_clock::time_point deadline = fence_clock::time_point::max();
+  std::optional<std::uint64_t> cpu_buffer;  // cpu_begin: access begun on it, reply pending
+  fence_ptr cpu_ready;
+  std::uint64_t cpu_size = 0;
+};
 
 // What a handler works with: the daemon's shared parts (borrowed) and the
 // state of one session (owned). Shared between the session and the worker
@@ -74,17 +95,33 @@ struct session_context {
   cancel_token cancel;       // shutdown or hang-up: ends the session's blocking calls
   client_fences fences;      // the fences this client knows by id
   std::atomic<bool> greeted{false};  // hello succeeded; requests before it are refused
+
+  // Daemon limits, set by the session from the server's configuration.
+  fence_clock::duration max_fence_deadline = std::chrono::seconds(10);  // client fences are forced after it
+  fence_clock::duration alloc_wait = default_move_timeout;  // an alloc waits this long for evictions
+
+  // The request being rerun after a fence_wait (one request at a time).
+  std::optional<rerun_state> rerun;
 };
 
 // Where a route runs (see Rules).
 enum class run_on : std::uint8_t { session, pool };
 
-// Set by wait: the reply waits for `fence` to signal, for up to timeout_ms.
+// Set by a handler whose reply must wait for `fence`, for up to timeout_ms.
+// Then: rerun false (wait) - the session answers with finish_wait();
+// rerun true (alloc, cpu_begin) - the session runs the request again, and
+// the handler picks up from session_context::rerun.
 struct fence_wait {
   fence_ptr fence;
   std::uint64_t id = 0;          // the client's id for it, for the timeout message
-  std::uint32_t timeout_ms = 0;  // 0: only test
+  std::uint32_t timeout_ms = 0;  // 0: only test; wait_forever_ms: no limit
+  bool rerun = false;
 };
+inline constexpr std::uint32_t wait_forever_ms = UINT32_MAX;
+
+// A reply now, or a fence to wait for first (handlers that may have to wait).
+template <class Reply>
+using reply_or_wait = std::variant<Reply, fence_wait>;
 
 // One request's result: a reply ready to send, or (wait only) a fence to
 // wait for first.
@@ -124,8 +161,11 @@ outgoing_frame internal_error_reply(const wire::frame_header& request, std::stri
 
 // Errors: unsupported (another protocol version).
 result<wire::hello_reply> hello(session_context& ctx, const wire::hello_request& m);
-// Errors: invalid_argument (unknown flags), and allocate()'s.
-result<wire::buffer_reply> alloc(session_context& ctx, const wire::alloc_request& m);
+// Never waits for evictions itself: when memory is on its way back it hands
+// the session room_fence() and is rerun, until ctx.alloc_wait has passed.
+// Errors: invalid_argument (unknown flags), and allocate()'s (timed_out
+// once alloc_wait passed while memory was still on its way).
+result<reply_or_wait<wire::buffer_reply>> alloc(session_context& ctx, const wire::alloc_request& m);
 status free_buffer(session_context& ctx, const wire::free_request& m);
 status share(session_context& ctx, const wire::share_request& m);
 
@@ -142,6 +182,8 @@ status detach(session_context& ctx, const wire::detach_request& m);
 // A move still in flight becomes a tracked fence: the reply's wait_fence.
 result<wire::map_reply> map(session_context& ctx, const wire::map_request& m);
 status unmap(session_context& ctx, const wire::unmap_request& m);
+// The fence's deadline is the client's, capped at ctx.max_fence_deadline
+// (none, 0, is the cap): past it xbufd signals it -ETIMEDOUT.
 result<wire::fence_reply> add_client_fence(session_context& ctx, const wire::add_client_fence_request& m);
 // Errors: not_found (no such fence id), permission_denied (made by xbufd),
 // invalid_argument (error not 0 or a negative errno), already_signaled.
@@ -149,7 +191,10 @@ status signal_client_fence(session_context& ctx, const wire::signal_client_fence
 // Errors: not_found (no such fence id). The waiting itself is the session's.
 result<fence_wait> wait(session_context& ctx, const wire::wait_request& m);
 result<wire::validate_reply> validate(session_context& ctx, const wire::validate_request& m);
-result<wire::cpu_begin_reply> cpu_begin(session_context& ctx, const wire::cpu_begin_request& m);
+// Pins at once (start_cpu_access) and hands the session the fence of the
+// work it must not race with; rerun once it signaled (or the time is up:
+// the access ends, timed_out).
+result<reply_or_wait<wire::cpu_begin_reply>> cpu_begin(session_context& ctx, const wire::cpu_begin_request& m);
 status cpu_end(session_context& ctx, const wire::cpu_end_request& m);
 // Never fails.
 result<wire::stats_reply> stats(session_context& ctx, const wire::stats_request& m);

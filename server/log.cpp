@@ -19,3 +19,21 @@ void logger::operator()(const char* fmt, ...) const {
 }
 
 }  // namespace xbuf::server
+
+namespace xbuf::server {
+
+bool log_limiter::allow(std::uint64_t* left_out) {
+  const auto now = clock::now();
+  xbuf::mutex_lock lock(mutex_);
+  if (logged_once_ && now - last_ < interval_) {
+    ++left_out_;
+    return false;
+  }
+  logged_once_ = true;
+  last_ = now;
+  *left_out = left_out_;
+  left_out_ = 0;
+  return true;
+}
+
+}  // namespace xbuf::server

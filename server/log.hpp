@@ -5,7 +5,18 @@
 // Rules
 //   - One line per call, prefixed "xbufd: "; nothing when --quiet.
 //   - Context: any thread; may allocate (stdio); never blocks on xbuf locks.
+//   - A condition that can recur at the rate clients can make it recur (an
+//     accept failing at the fd limit, connections refused at the connection
+//     limit) goes through a log_limiter: one line per interval, with the
+//     count of those left out. A log that grows at the attacker's rate is a
+//     second denial of service (the issue saw 11 MB/s of one line).
 #pragma once
+
+#include <chrono>
+#include <cstdint>
+
+#include "core/mutex.hpp"
+#include "core/thread_annotations.hpp"
 
 namespace xbuf::server {
 
@@ -18,6 +29,26 @@ class logger {
 
  private:
   const bool enabled_;
+};
+
+// Lets one line about a recurring condition through per interval: the
+// first occurrence at once, then the first one after each interval.
+// Context: any thread; never blocks beyond its own leaf mutex.
+class log_limiter {
+ public:
+  using clock = std::chrono::steady_clock;
+  explicit log_limiter(clock::duration interval) noexcept : interval_(interval) {}
+
+  // True when a line should be written now; then *left_out is the number of
+  // occurrences since the last line that were not written (0 the first time).
+  bool allow(std::uint64_t* left_out) XBUF_EXCLUDES(mutex_);
+
+ private:
+  const clock::duration interval_;
+  xbuf::mutex mutex_;
+  bool logged_once_ XBUF_GUARDED_BY(mutex_) = false;
+  clock::time_point last_ XBUF_GUARDED_BY(mutex_){};
+  std::uint64_t left_out_ XBUF_GUARDED_BY(mutex_) = 0;
 };
 
 }  // namespace xbuf::server

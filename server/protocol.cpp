@@ -183,10 +183,17 @@ parse_result frame_parser::finish() const {
 }
 
 std::string default_socket_path() {
+  // XBUF_SOCKET first, so the daemon, `xbuf` and the C ABI agree on it.
+  if (const char* e = std::getenv("XBUF_SOCKET"); e != nullptr && *e != '\0') return e;
+  // Never a world-writable directory (/tmp): whoever binds a path there
+  // first receives every client's hello (DESIGN.md "The socket is the
+  // daemon's"). /run/xbuf is root's; the runtime directory is the user's own
+  // (0700), and /run/user/<uid> is what it is where a login manager set one up.
+  if (::geteuid() == 0) return "/run/xbuf/xbuf.sock";
   if (const char* x = std::getenv("XDG_RUNTIME_DIR"); x != nullptr && *x != '\0') {
     return std::string(x) + "/xbuf.sock";
   }
-  return "/tmp/xbuf-" + std::to_string(::getuid()) + ".sock";
+  return "/run/user/" + std::to_string(::geteuid()) + "/xbuf.sock";
 }
 
 }  // namespace xbuf::wire

@@ -710,7 +710,9 @@ class frame_parser {
   std::string bad_error_;
 };
 
-// Default daemon socket: $XDG_RUNTIME_DIR/xbuf.sock, else /tmp/xbuf-$UID.sock.
+// Default daemon socket, the same for xbufd and its clients: $XBUF_SOCKET if
+// set; else /run/xbuf/xbuf.sock for root; else $XDG_RUNTIME_DIR/xbuf.sock;
+// else /run/user/<euid>/xbuf.sock. Never in a world-writable directory.
 std::string default_socket_path();
 
 }  // namespace xbuf::wire

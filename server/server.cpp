@@ -86,7 +86,10 @@ status run_server(memory_manager& mm, const server_config& config) {
     ::close(*fd);
     return fail(errc::io_error, std::string("acceptor: ") + e.what());
   }
-  srv.log("listening on %s (mode %o)", config.socket_path.c_str(), config.socket_mode);
+  srv.log("listening on %s (mode %04o%s%s); at most %zu connections, %zu bytes queued per client, %lld ms per "
+          "frame", config.socket_path.c_str(), config.socket_mode, config.socket_group.empty() ? "" : ", group ",
+          config.socket_group.c_str(), config.max_connections, config.max_queued_bytes,
+          static_cast<long long>(config.frame_timeout.count()));
 
   asio::steady_timer stats_timer(ioc);
   asio::signal_set signals(ioc, SIGINT, SIGTERM);

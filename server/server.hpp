@@ -49,6 +49,9 @@
 //     call is made under them) -> fence lock.
 #pragma once
 
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
 #include <cstdio>
 #include <string>
 
@@ -59,19 +62,61 @@ namespace xbuf::server {
 
 struct server_config {
   std::string socket_path;          // required
+  // Given by --socket or XBUF_SOCKET rather than defaulted: only then may
+  // the socket live in a world-writable directory, and only one the daemon's
+  // uid owns (listener.hpp).
+  bool socket_path_explicit = false;
   unsigned socket_mode = 0660;      // permissions of the socket file
+  std::string socket_group;         // empty: the daemon's group; else the socket file's group
   int worker_threads = 2;           // blocking manager calls run here
   int stats_interval_s = 0;         // > 0: print a status screen to stdout this often
   bool log = true;                  // connects, disconnects, protocol errors to stderr
+
+  // Limits (DESIGN.md "Limits are configurable and enforced atomically").
+  // Connections listed at once; one more is told so and closed.
+  std::size_t max_connections = 512;
+  // Bytes of replies and events queued to one session and not yet taken by
+  // its client; past it the session is closed (it does not read). 64 frames
+  // of max_payload: a client that reads never comes near it.
+  std::size_t max_queued_bytes = 4u << 20;
+  // A connection must send hello, and a started frame must complete,
+  // within this long; else it is closed.
+  std::chrono::milliseconds frame_timeout{10'000};
+  // At the fd limit the accept loop retries this often (logging once per
+  // log interval), instead of spinning on EMFILE.
+  std::chrono::milliseconds accept_backoff{100};
+  // Descriptors a new connection may not take (at most a quarter of the
+  // limit): what is left for buffers, exports and answering with an error.
+  std::size_t fd_headroom = 32;
+  // Every client fence is forced (-ETIMEDOUT) after at most this long: no
+  // client stalls eviction, or another tenant's wait, for longer.
+  std::chrono::milliseconds max_fence_deadline{10'000};
+  // How long an alloc waits for evictions (on its session, not a thread).
+  std::chrono::milliseconds alloc_wait{30'000};
 };
+
+// Raises the soft RLIMIT_NOFILE to the hard limit: sessions, exported
+// buffers and backend objects all cost fds, and the soft default (often
+// 1024) is a fraction of what the system allows the daemon.
+// Returns {soft limit before, soft limit now}. Errors: io_error (getrlimit
+// or setrlimit, with errno text). Context: call once at start.
+struct fd_limits {
+  std::uint64_t before = 0;
+  std::uint64_t now = 0;
+};
+result<fd_limits> raise_fd_limit();
+// (Defined with the listener.)
 
 // Serves `mm` on config.socket_path until SIGINT or SIGTERM.
 // A stale socket file (nobody listening) is replaced; a live one, or a path
 // that is not a socket, is an error.
-// Errors: invalid_argument (empty or too long path), already_exists (a
-// daemon is listening there; a non-socket file is in the way), io_error
-// (bind/listen/chmod, naming the path and errno text).
-// Context: blocks for the daemon's lifetime; installs signal handlers.
+// Errors: invalid_argument (empty or too long path, unknown socket group),
+// already_exists (a daemon is listening there; a non-socket file is in the
+// way), permission_denied (the path or its directory is not the daemon's:
+// see listener.hpp), io_error (bind/listen/chown, naming the path and
+// errno text).
+// Context: blocks for the daemon's lifetime; installs signal handlers;
+// raises the soft RLIMIT_NOFILE to the hard limit.
 // Ownership: borrows mm; every owner it created is released before it returns.
 status run_server(memory_manager& mm, const server_config& config);
 

@@ -16,6 +16,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <boost/asio.hpp>
 #include <cstddef>
 #include <exception>
@@ -42,7 +43,10 @@ struct server_state {
   asio::io_context& ioc;
   asio::thread_pool pool;
   const logger log;
-  client_registry clients;  // who is connected: stats and stage one of shutdown
+  // Conditions a client can repeat at will are logged once per interval.
+  const std::chrono::steady_clock::duration log_interval = std::chrono::seconds(1);
+  log_limiter refused_log{log_interval};  // connections over --max-connections
+  client_registry clients;  // who is connected: stats, the connection limit, stage one of shutdown
   std::atomic<owner_id> next_owner{1};
 };
 

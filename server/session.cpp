@@ -3,6 +3,7 @@
 
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <array>
 #include <boost/asio/experimental/as_tuple.hpp>
 #include <cerrno>
@@ -12,6 +13,7 @@
 #include <string>
 
 #include "server/handlers.hpp"
+#include "server/listener.hpp"
 #include "server/outgoing_frame.hpp"
 
 namespace xbuf::server {
@@ -25,7 +27,8 @@ constexpr auto tuple_awaitable = asio::experimental::as_tuple(asio::use_awaitabl
 class session : public std::enable_shared_from_this<session> {
  public:
   session(server_state& srv, local_socket sock, owner_id owner)
-      : srv_(srv), sock_(std::move(sock)), wake_(sock_.get_executor()), owner_(owner) {
+      : srv_(srv), sock_(std::move(sock)), wake_(sock_.get_executor()), frame_timer_(sock_.get_executor()),
+        owner_(owner) {
     wake_.expires_at(asio::steady_timer::time_point::max());
   }
 
@@ -47,6 +50,10 @@ class session : public std::enable_shared_from_this<session> {
   auto report(const char* what);
   void watch_hangup();
   void enqueue(outgoing_frame o);
+  void close_now();
+  void update_frame_deadline(bool completed_a_frame);
+  void arm_frame_deadline();
+  void frame_deadline_passed();
 
   awaitable<void> reader();
   awaitable<void> handle(const wire::frame& f);
@@ -60,6 +67,11 @@ class session : public std::enable_shared_from_this<session> {
   server_state& srv_;
   local_socket sock_;        // its executor is this session's strand
   asio::steady_timer wake_;  // the writer's condition variable
+  // --frame-timeout: hello, and each started frame, must be complete by then.
+  asio::steady_timer frame_timer_;
+  bool frame_timer_armed_ = false;
+  std::uint64_t frame_timer_gen_ = 0;  // a timer wait of an older arming is stale
+  bool reading_ = false;               // the reader is waiting for bytes
   const owner_id owner_;
   client_record record_;     // peer credentials, for the log
   // Shared with the worker jobs of this session's requests (they may
@@ -70,6 +82,9 @@ class session : public std::enable_shared_from_this<session> {
   bool writer_done_ = false;
   bool watching_ = false;     // watch_hangup() is armed
   std::deque<outgoing_frame> outq_;
+  // Bytes in outq_ plus the frame being sent: what this client has not
+  // taken yet. Past config.max_queued_bytes the session is closed.
+  std::size_t queued_bytes_ = 0;
 };
 
 // The session's one way in from other threads: an event frame posted to the
@@ -105,9 +120,27 @@ void session::start() {
     record_.gid = cred.gid;
   }
   ctx_ = std::make_shared<session_context>(srv_.mm, srv_.clients, srv_.log, owner_, make_event_sink());
-  srv_.clients.add(record_, [w = weak_from_this()] {
-    if (auto s = w.lock()) s->cancel();
-  });
+  ctx_->max_fence_deadline = srv_.config.max_fence_deadline;
+  ctx_->alloc_wait = srv_.config.alloc_wait;
+  // The connection limit: counted and checked in one step (client_registry.hpp).
+  const bool listed = srv_.clients.try_add(
+      record_,
+      [w = weak_from_this()] {
+        if (auto s = w.lock()) s->cancel();
+      },
+      srv_.config.max_connections);
+  if (!listed) {
+    const std::string why = "xbufd serves at most " + std::to_string(srv_.config.max_connections) +
+                            " connections (--max-connections); try again later";
+    std::uint64_t left_out = 0;
+    if (srv_.refused_log.allow(&left_out)) {
+      srv_.log("refused a connection (pid %d uid %u): %s [%llu more refused since the last line]", record_.pid,
+               record_.uid, why.c_str(), static_cast<unsigned long long>(left_out));
+    }
+    refuse_connection(sock_.native_handle(), error{errc::quota_exceeded, why});
+    return;  // the socket closes with this session
+  }
+  arm_frame_deadline();  // for hello
   srv_.log("client %u connected (pid %d uid %u gid %u)", owner_, record_.pid, record_.uid, record_.gid);
   auto self = shared_from_this();
   asio::co_spawn(sock_.get_executor(), [self] { return self->reader(); }, report("reader"));
@@ -139,15 +172,91 @@ void session::watch_hangup() {
 // fd) is dropped.
 void session::enqueue(outgoing_frame o) {
   if (writer_done_) return;
+  queued_bytes_ += o.bytes.size();
+  if (queued_bytes_ > srv_.config.max_queued_bytes) {
+    // A client that asks and never reads would otherwise grow the daemon
+    // by every reply (the issue measured 112 MiB for 3,000 stats).
+    srv_.log("client %u: closing: %zu bytes queued to it and not read (--max-queued-bytes %zu)", owner_,
+             queued_bytes_, srv_.config.max_queued_bytes);
+    close_now();
+    return;
+  }
   outq_.push_back(std::move(o));
   wake_.cancel();
+}
+
+// Ends the session from the daemon's side: nothing more is sent or read;
+// the reader sees the closed socket and releases the owner. Strand only.
+void session::close_now() {
+  outq_.clear();  // closes the fds queued with them
+  queued_bytes_ = 0;
+  writer_done_ = true;
+  closing_ = true;
+  ++frame_timer_gen_;
+  frame_timer_armed_ = false;
+  frame_timer_.cancel();
+  ctx_->cancel.cancel();  // a blocking call on the client's behalf ends too
+  boost::system::error_code ignored;
+  sock_.shutdown(local_socket::shutdown_both, ignored);
+  sock_.close(ignored);
+  wake_.cancel();
+}
+
+// After each read was parsed: the deadline runs while hello is still due
+// or part of a frame is buffered, from the time that frame started (a
+// client that trickles one byte a second does not extend it); it stops
+// once nothing is due. Strand only.
+void session::update_frame_deadline(bool completed_a_frame) {
+  const bool greeted = ctx_->greeted.load(std::memory_order_acquire);
+  if (greeted && parser_.buffered() == 0) {
+    if (frame_timer_armed_) {
+      frame_timer_armed_ = false;
+      ++frame_timer_gen_;
+      frame_timer_.cancel();
+    }
+    return;
+  }
+  // A new frame started in this read: its own full timeout.
+  if (frame_timer_armed_ && greeted && completed_a_frame) frame_timer_armed_ = false;
+  if (!frame_timer_armed_) arm_frame_deadline();
+}
+
+void session::arm_frame_deadline() {
+  frame_timer_armed_ = true;
+  const std::uint64_t gen = ++frame_timer_gen_;
+  frame_timer_.expires_after(srv_.config.frame_timeout);
+  frame_timer_.async_wait([w = weak_from_this(), gen](boost::system::error_code ec) {
+    auto self = w.lock();
+    if (!self || ec || gen != self->frame_timer_gen_ || !self->frame_timer_armed_) return;
+    self->frame_deadline_passed();
+  });
+}
+
+void session::frame_deadline_passed() {
+  if (closing_) return;
+  if (!reading_) {
+    // The daemon is busy with this client's earlier requests: the rest of
+    // the frame waits in the socket, not in the client. Not its fault.
+    arm_frame_deadline();
+    return;
+  }
+  const long long ms = static_cast<long long>(srv_.config.frame_timeout.count());
+  if (!ctx_->greeted.load(std::memory_order_acquire) && parser_.buffered() == 0) {
+    srv_.log("client %u: closing: no hello within %lld ms (--frame-timeout)", owner_, ms);
+  } else {
+    srv_.log("client %u: closing: a frame is still incomplete after %lld ms (%zu bytes of it arrived; "
+             "--frame-timeout)", owner_, ms, parser_.buffered());
+  }
+  close_now();
 }
 
 awaitable<void> session::reader() {
   std::array<std::uint8_t, 16 * 1024> buf{};  // each read is bounded; frames by max_payload
   bool clean = true;
   for (bool stop = false; !stop;) {
+    reading_ = true;
     auto [ec, n] = co_await sock_.async_read_some(asio::buffer(buf), tuple_awaitable);
+    reading_ = false;
     if (ec) {
       auto end = parser_.finish();
       if (end.status == wire::parse_status::bad && ec == asio::error::eof) {
@@ -156,9 +265,17 @@ awaitable<void> session::reader() {
       break;
     }
     parser_.feed(std::span<const std::uint8_t>(buf.data(), n));
+    bool completed = false;
     for (;;) {
+      if (closing_) {  // closed meanwhile (limits, shutdown): parsed requests are not run
+        stop = true;
+        break;
+      }
       auto r = parser_.next();
-      if (r.status == wire::parse_status::need_more) break;
+      if (r.status == wire::parse_status::need_more) {
+        update_frame_deadline(completed);
+        break;
+      }
       if (r.status == wire::parse_status::bad) {
         srv_.log("client %u: protocol error, closing: %s", owner_, r.error.c_str());
         if (r.request_id) {
@@ -169,6 +286,7 @@ awaitable<void> session::reader() {
         break;
       }
       watch_hangup();
+      completed = true;
       co_await handle(r.frame_);
     }
   }
@@ -185,9 +303,15 @@ awaitable<void> session::handle(const wire::frame& f) {
   bool replied = false;
   try {
     route_outcome out = co_await run(f);
-    if (out.wait) {
+    // A handler that must wait hands the session a fence: waited for here,
+    // without a thread, then answered or run again (handlers.hpp).
+    while (out.wait) {
       co_await await_fence(*out.wait);
-      out.reply = finish_wait(f.header, *out.wait);
+      if (!out.wait->rerun) {
+        out.reply = finish_wait(f.header, *out.wait);
+        break;
+      }
+      out = co_await run(f);
     }
     enqueue(std::move(out.reply));
     replied = true;
@@ -221,7 +345,11 @@ awaitable<route_outcome> session::run(const wire::frame& f) {
 awaitable<void> session::await_fence(const fence_wait& w) {
   if (w.fence->is_signaled() || w.timeout_ms == 0) co_return;
   auto timer = std::make_shared<asio::steady_timer>(sock_.get_executor());
-  timer->expires_after(std::chrono::milliseconds(w.timeout_ms));
+  if (w.timeout_ms == wait_forever_ms) {
+    timer->expires_at(asio::steady_timer::time_point::max());
+  } else {
+    timer->expires_after(std::chrono::milliseconds(w.timeout_ms));
+  }
   // Both wakers only post: one runs under the fence's lock, the other under
   // the cancel token's.
   auto wake = [timer, ex = sock_.get_executor()] { asio::post(ex, [timer] { timer->cancel(); }); };
@@ -245,8 +373,9 @@ awaitable<void> session::release(bool clean) {
     auto rec = srv_.clients.remove(owner_);
     return rec ? rec->name : std::string();
   }();
-  srv_.log("client %u (pid %d, '%s') disconnected%s: released %zu buffers", owner_, record_.pid, name.c_str(),
-           clean ? "" : " after a protocol error", freed);
+  srv_.log("client %u (pid %d, '%s') disconnected%s: released %zu buffers; its fence table held at most %zu",
+           owner_, record_.pid, name.c_str(), clean ? "" : " after a protocol error", freed,
+           ctx_->fences.peak_size());
 }
 
 awaitable<void> session::writer() {
@@ -254,7 +383,10 @@ awaitable<void> session::writer() {
     while (!outq_.empty()) {
       outgoing_frame o = std::move(outq_.front());
       outq_.pop_front();
-      if (!co_await send(o)) {
+      const bool sent = co_await send(o);
+      // close_now() may have emptied the account while this frame was out.
+      queued_bytes_ -= std::min(queued_bytes_, o.bytes.size());
+      if (!sent) {
         // The peer is gone: drop what is queued (closing its fds); the
         // reader sees the error.
         outq_.clear();

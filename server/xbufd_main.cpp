@@ -2,12 +2,19 @@
 //
 // xbufd - the xbuf daemon: one arbiter of device memory for every job on a node.
 //
-//   xbufd [--socket PATH] [--backend auto|sim|cuda|hip] [--sim-devices N]
+//   xbufd [--socket PATH] [--socket-mode OCTAL] [--socket-group NAME]
+//         [--backend auto|sim|cuda|hip] [--sim-devices N]
 //         [--sim-vram BYTES] [--pinned BYTES] [--pageable BYTES]
-//         [--stats-interval SECONDS] [--quiet]
+//         [--max-connections N] [--max-queued-bytes BYTES]
+//         [--frame-timeout SECONDS] [--max-fence-deadline SECONDS]
+//         [--alloc-wait SECONDS] [--stats-interval SECONDS] [--quiet]
 //
 // BYTES takes a K/M/G suffix (powers of two). Without --socket the path is
-// $XDG_RUNTIME_DIR/xbuf.sock, else /tmp/xbuf-$UID.sock.
+// $XBUF_SOCKET, else /run/xbuf/xbuf.sock for root, else
+// $XDG_RUNTIME_DIR/xbuf.sock (wire::default_socket_path()). Every number is
+// parsed strictly: "2x" is an error that names the flag.
+#include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
@@ -28,7 +35,11 @@ namespace {
 int usage(std::FILE* out) {
   std::fputs(
       "usage: xbufd [options]\n"
-      "  --socket PATH           listening socket (default $XDG_RUNTIME_DIR/xbuf.sock or /tmp/xbuf-$UID.sock)\n"
+      "  --socket PATH           listening socket (default $XBUF_SOCKET, else /run/xbuf/xbuf.sock for root,\n"
+      "                          else $XDG_RUNTIME_DIR/xbuf.sock); its directory must be writable only by\n"
+      "                          this uid or root (a world-writable one only if given here and owned by this uid)\n"
+      "  --socket-mode OCTAL     permissions of the socket file (default 0660)\n"
+      "  --socket-group NAME     group of the socket file (default: the daemon's)\n"
       "  --backend NAME          auto (default), sim, cuda or hip\n"
       "  --sim-devices N         sim backend: number of devices (default 2)\n"
       "  --sim-vram BYTES        sim backend: VRAM per device (default 256M)\n"
@@ -36,13 +47,22 @@ int usage(std::FILE* out) {
       "  --pageable BYTES        pageable host domain capacity (default 1G)\n"
       "  --topology FILE         hwloc XML of a machine: peer access follows its PCI tree, and\n"
       "                          sim GPUs are that machine's GPUs (default: this machine's tree)\n"
+      "  --max-connections N     clients served at once; one more is refused (default 512)\n"
+      "  --max-queued-bytes BYTES  replies and events queued to one client that it has not read;\n"
+      "                          past it the client is disconnected (default 4M, at least 128K)\n"
+      "  --frame-timeout SECS    hello, and every started frame, must arrive within SECS seconds\n"
+      "                          (decimals allowed; default 10)\n"
+      "  --max-fence-deadline SECS  every client fence is signaled -ETIMEDOUT after at most SECS\n"
+      "                          seconds, so no client stalls eviction or another client (default 10)\n"
+      "  --alloc-wait SECS       how long an alloc waits for evictions to make room (default 30)\n"
       "  --stats-interval SECS   print a status screen to stdout every SECS seconds\n"
       "  --quiet                 no connect/disconnect log\n",
       out);
   return out == stdout ? 0 : 2;
 }
 
-// "256M" -> 268435456. false on anything else.
+// "256M" -> 268435456. false on anything else (an empty number, another
+// suffix, a value past 2^50 bytes).
 bool parse_bytes(std::string_view s, std::uint64_t* out) {
   if (s.empty()) return false;
   std::uint64_t mult = 1;
@@ -54,13 +74,59 @@ bool parse_bytes(std::string_view s, std::uint64_t* out) {
   }
   if (mult != 1) s.remove_suffix(1);
   if (s.empty()) return false;
+  constexpr std::uint64_t max = 1ull << 50;
   std::uint64_t v = 0;
   for (char c : s) {
     if (c < '0' || c > '9') return false;
     v = v * 10 + static_cast<std::uint64_t>(c - '0');
-    if (v > (1ull << 50)) return false;
+    if (v > max) return false;
   }
+  if (v > max / mult) return false;
   *out = v * mult;
+  return true;
+}
+
+// A whole decimal number in [min, max]; false on anything else ("2x",
+// "", "-1", "+3", " 4").
+bool parse_number(std::string_view s, std::uint64_t min, std::uint64_t max, std::uint64_t* out) {
+  if (s.empty() || s.size() > 19) return false;
+  std::uint64_t v = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') return false;
+    v = v * 10 + static_cast<std::uint64_t>(c - '0');
+  }
+  if (v < min || v > max) return false;
+  *out = v;
+  return true;
+}
+
+// "1.5" -> 1500 ms; at most three decimals; false on anything else.
+bool parse_seconds_ms(std::string_view s, std::uint64_t* out_ms) {
+  const auto dot = s.find('.');
+  std::uint64_t whole = 0;
+  std::uint64_t frac = 0;
+  const std::string_view w = s.substr(0, dot);
+  if (!parse_number(w, 0, 1'000'000, &whole)) return false;
+  if (dot != std::string_view::npos) {
+    std::string_view f = s.substr(dot + 1);
+    if (f.empty() || f.size() > 3) return false;
+    if (!parse_number(f, 0, 999, &frac)) return false;
+    for (std::size_t i = f.size(); i < 3; ++i) frac *= 10;
+  }
+  *out_ms = whole * 1000 + frac;
+  return true;
+}
+
+// "0660" or "660" -> 0660; only octal digits, at most 0777.
+bool parse_mode(std::string_view s, unsigned* out) {
+  if (s.empty() || s.size() > 4) return false;
+  unsigned v = 0;
+  for (char c : s) {
+    if (c < '0' || c > '7') return false;
+    v = v * 8 + static_cast<unsigned>(c - '0');
+  }
+  if (v > 0777) return false;
+  *out = v;
   return true;
 }
 
@@ -80,6 +146,8 @@ struct options {
 // option that lacks its value or has a bad byte count.
 std::optional<int> parse_options(int argc, char** argv, options& o) {
   o.server.socket_path = xbuf::wire::default_socket_path();
+  // XBUF_SOCKET names the path as explicitly as --socket does.
+  if (const char* e = std::getenv("XBUF_SOCKET"); e != nullptr && *e != '\0') o.server.socket_path_explicit = true;
   for (int i = 1; i < argc; ++i) {
     const std::string_view a = argv[i];
     auto value = [&](std::string_view flag) -> const char* {
@@ -97,17 +165,66 @@ std::optional<int> parse_options(int argc, char** argv, options& o) {
         std::exit(2);
       }
     };
+    // A whole number in [min, max], or exit 2 naming the flag and the value.
+    auto number = [&](std::string_view flag, std::uint64_t min, std::uint64_t max) {
+      const char* v = value(flag);
+      std::uint64_t n = 0;
+      if (!parse_number(v, min, max, &n)) {
+        std::fprintf(stderr, "xbufd: %.*s: '%s' is not a whole number in %llu..%llu\n",
+                     static_cast<int>(flag.size()), flag.data(), v, static_cast<unsigned long long>(min),
+                     static_cast<unsigned long long>(max));
+        std::exit(2);
+      }
+      return n;
+    };
     if (a == "--help" || a == "-h") return usage(stdout);
     if (a == "--socket") {
       o.server.socket_path = value(a);
+      o.server.socket_path_explicit = true;
+    } else if (a == "--socket-mode") {
+      const char* v = value(a);
+      if (!parse_mode(v, &o.server.socket_mode)) {
+        std::fprintf(stderr, "xbufd: --socket-mode: '%s' is not an octal mode in 0..0777 (e.g. 0660)\n", v);
+        return 2;
+      }
+    } else if (a == "--socket-group") {
+      o.server.socket_group = value(a);
+      if (o.server.socket_group.empty()) {
+        std::fprintf(stderr, "xbufd: --socket-group: empty group name\n");
+        return 2;
+      }
+    } else if (a == "--max-connections") {
+      o.server.max_connections = static_cast<std::size_t>(number(a, 1, 1'000'000));
+    } else if (a == "--max-queued-bytes") {
+      std::uint64_t b = 0;
+      const char* v = i + 1 < argc ? argv[i + 1] : "";
+      bytes(a, &b);
+      if (b < (128u << 10)) {
+        std::fprintf(stderr, "xbufd: --max-queued-bytes: '%s' is less than 128K (two full frames)\n", v);
+        return 2;
+      }
+      o.server.max_queued_bytes = static_cast<std::size_t>(b);
+    } else if (a == "--frame-timeout") {
+      const char* v = value(a);
+      std::uint64_t ms = 0;
+      if (!parse_seconds_ms(v, &ms) || ms == 0 || ms > 3'600'000) {
+        std::fprintf(stderr, "xbufd: --frame-timeout: '%s' is not a number of seconds in 0.001..3600\n", v);
+        return 2;
+      }
+      o.server.frame_timeout = std::chrono::milliseconds(ms);
+    } else if (a == "--max-fence-deadline" || a == "--alloc-wait") {
+      const std::string flag(a);
+      const char* v = value(a);
+      std::uint64_t ms = 0;
+      if (!parse_seconds_ms(v, &ms) || ms == 0 || ms > 3'600'000) {
+        std::fprintf(stderr, "xbufd: %s: '%s' is not a number of seconds in 0.001..3600\n", flag.c_str(), v);
+        return 2;
+      }
+      (a == "--alloc-wait" ? o.server.alloc_wait : o.server.max_fence_deadline) = std::chrono::milliseconds(ms);
     } else if (a == "--backend") {
       o.backend_name = value(a);
     } else if (a == "--sim-devices") {
-      o.sim_devices = std::atoi(value(a));
-      if (o.sim_devices < 1 || o.sim_devices > 64) {
-        std::fprintf(stderr, "xbufd: --sim-devices must be 1..64\n");
-        return 2;
-      }
+      o.sim_devices = static_cast<int>(number(a, 1, 64));
     } else if (a == "--sim-vram") {
       bytes(a, &o.sim_vram);
     } else if (a == "--pinned") {
@@ -117,7 +234,7 @@ std::optional<int> parse_options(int argc, char** argv, options& o) {
     } else if (a == "--topology") {
       o.topology_xml = value(a);
     } else if (a == "--stats-interval") {
-      o.server.stats_interval_s = std::atoi(value(a));
+      o.server.stats_interval_s = static_cast<int>(number(a, 0, 86'400));
     } else if (a == "--quiet") {
       o.server.log = false;
     } else {
@@ -204,6 +321,14 @@ int serve(const options& o, xbuf::backend& b, const std::shared_ptr<const xbuf::
 int main(int argc, char** argv) {
   options o;
   if (auto code = parse_options(argc, argv, o)) return *code;
+  // Before the backend opens anything: sessions, buffers and exports all
+  // cost descriptors, and the soft default is often a fraction of the hard.
+  if (auto lim = xbuf::server::raise_fd_limit(); !lim) {
+    std::fprintf(stderr, "xbufd: %s (going on with the current limit)\n", lim.err().describe().c_str());
+  } else if (lim->now != lim->before) {
+    std::fprintf(stderr, "xbufd: fd limit raised from %llu to %llu\n", static_cast<unsigned long long>(lim->before),
+                 static_cast<unsigned long long>(lim->now));
+  }
   auto choice = xbuf::parse_backend_choice(o.backend_name);
   if (!choice) {
     std::fprintf(stderr, "xbufd: %s\n", choice.err().describe().c_str());

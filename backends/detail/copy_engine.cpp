@@ -42,9 +42,9 @@ copy_engine::~copy_engine() {
   if (thread_.joinable()) thread_.join();
 }
 
-result<fence_ptr> copy_engine::submit(void* dst, const void* src, std::size_t bytes,
-                                      std::span<const fence_ptr> wait_for,
-                                      memory_block_ptr dst_keep, memory_block_ptr src_keep) {
+copy_engine::job copy_engine::make_job(void* dst, const void* src, std::size_t bytes,
+                                       std::span<const fence_ptr> wait_for, memory_block_ptr dst_keep,
+                                       memory_block_ptr src_keep) {
   job j;
   j.dst = dst;
   j.src = src;
@@ -52,18 +52,21 @@ result<fence_ptr> copy_engine::submit(void* dst, const void* src, std::size_t by
   j.wait_for.assign(wait_for.begin(), wait_for.end());
   j.dst_keep = std::move(dst_keep);
   j.src_keep = std::move(src_keep);
-  return enqueue(std::move(j));
+  return j;
+}
+
+result<fence_ptr> copy_engine::submit(void* dst, const void* src, std::size_t bytes,
+                                      std::span<const fence_ptr> wait_for,
+                                      memory_block_ptr dst_keep, memory_block_ptr src_keep) {
+  return enqueue(make_job(dst, src, bytes, wait_for, std::move(dst_keep), std::move(src_keep)));
 }
 
 result<fence_ptr> copy_engine::submit_fill(void* dst, std::uint8_t value, std::size_t bytes,
                                            std::span<const fence_ptr> wait_for,
                                            memory_block_ptr dst_keep) {
-  job j;
-  j.dst = dst;
+  // A fill is a job without a source; execute() tells them apart.
+  job j = make_job(dst, nullptr, bytes, wait_for, std::move(dst_keep), nullptr);
   j.fill_value = value;
-  j.bytes = bytes;
-  j.wait_for.assign(wait_for.begin(), wait_for.end());
-  j.dst_keep = std::move(dst_keep);
   return enqueue(std::move(j));
 }
 

@@ -140,6 +140,8 @@ class copy_engine {
   };
 
   explicit copy_engine(copy_engine_config config);
+  static job make_job(void* dst, const void* src, std::size_t bytes, std::span<const fence_ptr> wait_for,
+                      memory_block_ptr dst_keep, memory_block_ptr src_keep);
   // Queues `j` (dst, src or fill_value, bytes, wait_for, keeps filled in).
   result<fence_ptr> enqueue(job j);
   void run() noexcept;

@@ -17,6 +17,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <future>
 #include <optional>
 #include <string>
 #include <thread>
@@ -593,6 +594,69 @@ TEST(DaemonOptionsTest, TopologyWithoutGpusOrUnreadableIsRefused) {
     ASSERT_TRUE(WIFEXITED(st)) << file;
     EXPECT_EQ(WEXITSTATUS(st), 2) << file;
   }
+}
+
+// The attack run's stall: clients that each make a CPU read wait for their
+// own never-signaled writer fence used to hold every worker thread, and
+// nobody else got a reply until they hung up. Now those waits are the
+// sessions' (no thread), so a third client is served meanwhile.
+TEST_F(DaemonTest, ClientsWaitingOnTheirOwnFencesDoNotStallOthers) {
+  std::vector<remote_client> stuck;
+  for (int i = 0; i < 4; ++i) {  // twice the worker threads
+    auto c = connect("stuck" + std::to_string(i));
+    auto buf = c.alloc(16 * KiB, {placement::pageable()});
+    ASSERT_TRUE(buf) << buf.err().describe();
+    ASSERT_TRUE(c.add_client_fence(*buf, fence_usage::write, 0));
+    // The reply would come when the fence does: send and do not read it.
+    const auto begin = wire::encode_message(1000 + static_cast<std::uint64_t>(i),
+                                            wire::cpu_begin_request{.buffer = *buf, .write = false, .timeout_ms = 0});
+    ASSERT_TRUE(c.send_raw(begin));
+    stuck.push_back(std::move(c));
+  }
+  std::this_thread::sleep_for(200ms);  // let every cpu_begin reach the daemon
+  auto other = std::async(std::launch::async, [this] {
+    auto c = remote_client::connect(socket_, "other");
+    if (!c) return c.err().describe();
+    auto b = c->alloc(64 * KiB, {placement::vram(0), placement::pageable()});
+    if (!b) return b.err().describe();
+    if (auto st = c->stats(); !st) return st.err().describe();
+    if (auto fr = c->free(*b); !fr) return fr.err().describe();
+    return std::string("served");
+  });
+  // Bounded, not timed: without the fix no reply comes until they hang up.
+  const bool served_meanwhile = other.wait_for(20s) == std::future_status::ready;
+  stuck.clear();  // hang up: their fences are signaled with -ECONNRESET, their buffers freed
+  EXPECT_TRUE(served_meanwhile) << "another client got no reply while others waited on their own fences";
+  EXPECT_EQ(other.get(), "served");
+}
+
+// Every client fence has a deadline of at most the daemon's maximum: one
+// given none (which used to be "never") or a longer one is forced then.
+class CappedFenceDaemonTest : public DaemonTest {
+ protected:
+  std::vector<std::string> daemon_args() const override {
+    auto a = DaemonTest::daemon_args();
+    a.insert(a.end(), {"--max-fence-deadline", "0.2"});
+    return a;
+  }
+};
+
+TEST_F(CappedFenceDaemonTest, ClientFencesAreForcedAtTheDaemonsMaximumDeadline) {
+  auto a = connect("slow");
+  auto buf = a.alloc(16 * KiB, {placement::pageable()});
+  ASSERT_TRUE(buf) << buf.err().describe();
+  auto none = a.add_client_fence(*buf, fence_usage::write, 0);
+  auto longer = a.add_client_fence(*buf, fence_usage::read, 3'600'000);
+  ASSERT_TRUE(none && longer);
+  for (auto f : {*none, *longer}) {
+    auto w = a.wait(f, 20000);
+    ASSERT_TRUE(w) << "fence " << f << " was not forced: " << w.err().describe();
+    EXPECT_EQ(*w, -ETIMEDOUT);
+  }
+  // And the CPU access that waited for them goes through.
+  auto r = a.cpu_begin(*buf, true, 20000);
+  ASSERT_TRUE(r) << r.err().describe();
+  EXPECT_TRUE(a.cpu_end(*buf));
 }
 
 }  // namespace

@@ -62,12 +62,21 @@ struct HandlersTest : ::testing::Test {
     return ctx;
   }
 
-  // Routes one request the way a session does, without the wait for fences
-  // (tests of wait look at the outcome themselves).
+  // Routes one request the way a session does. A rerun wait (alloc,
+  // cpu_begin) is waited for here, blocking the test thread as the session
+  // waits without a thread, and the request runs again; the wait of `wait`
+  // is left to the tests of wait, which look at the outcome themselves.
   template <class M>
   route_outcome route_request(session_context& ctx, const M& m, std::uint64_t id = 77) {
     const wire::frame f = parse(wire::encode_message(id, m), true);
     route_outcome out = run_route(find_route(f.header.type), ctx, f);
+    while (out.wait && out.wait->rerun) {
+      const auto timeout = out.wait->timeout_ms == wait_forever_ms
+                               ? wait_forever
+                               : fence_clock::duration(std::chrono::milliseconds(out.wait->timeout_ms));
+      (void)out.wait->fence->wait(timeout, &ctx.cancel);
+      out = run_route(find_route(f.header.type), ctx, f);
+    }
     ctx.fences.arm();
     return out;
   }
