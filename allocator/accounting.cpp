@@ -17,6 +17,10 @@ status accounting::check_pinned(std::uint64_t more, std::string_view what) const
 
 status accounting::charge_new(owner_id owner, std::uint64_t size, bool no_evict,
                               std::string_view what) {
+  if (limits_.max_buffers != 0 && owner_buffers(owner) >= limits_.max_buffers) {
+    return fail(errc::quota_exceeded, std::string(what) + ": owner " + std::to_string(owner) + " holds " +
+                                          std::to_string(owner_buffers(owner)) + " buffers, the most allowed");
+  }
   if (auto q = quotas_.find(owner); q != quotas_.end() && q->second != 0) {
     const auto held = owner_bytes(owner);
     if (held + size > q->second) {
@@ -30,11 +34,13 @@ status accounting::charge_new(owner_id owner, std::uint64_t size, bool no_evict,
     pinned_bytes_ += size;
   }
   owner_bytes_[owner] += size;
+  ++owner_buffers_[owner];
   return ok();
 }
 
 void accounting::refund_new(owner_id owner, std::uint64_t size, bool no_evict) noexcept {
   owner_bytes_[owner] -= size;
+  --owner_buffers_[owner];
   if (no_evict) pinned_bytes_ -= size;
 }
 
@@ -43,7 +49,43 @@ void accounting::placed_new(buffer& b) noexcept {
   if (b.no_evict) ++b.pins;
 }
 
-void accounting::owner_freed(const buffer& b) noexcept { owner_bytes_[b.owner] -= b.size; }
+void accounting::owner_freed(const buffer& b) noexcept {
+  owner_bytes_[b.owner] -= b.size;
+  --owner_buffers_[b.owner];
+}
+
+std::size_t accounting::owner_buffers(owner_id owner) const noexcept {
+  auto it = owner_buffers_.find(owner);
+  return it == owner_buffers_.end() ? 0 : it->second;
+}
+
+std::uint64_t accounting::domain_bytes(owner_id owner, int domain) const noexcept {
+  auto it = domain_bytes_.find({owner, domain});
+  return it == domain_bytes_.end() ? 0 : it->second;
+}
+
+bool accounting::domain_allows(owner_id owner, int domain, std::uint64_t size) const noexcept {
+  return limits_.domain_quota == 0 || domain_bytes(owner, domain) + size <= limits_.domain_quota;
+}
+
+std::string accounting::domain_quota_text(owner_id owner, int domain, std::string_view name) const {
+  return "owner " + std::to_string(owner) + " holds " + format_bytes(domain_bytes(owner, domain)) + " of " +
+         format_bytes(limits_.domain_quota) + " allowed in " + std::string(name);
+}
+
+void accounting::placed(const buffer& b, int domain) noexcept { domain_bytes_[{b.owner, domain}] += b.size; }
+
+void accounting::moved(const buffer& b, int from, int to) noexcept {
+  removed(b, from);
+  placed(b, to);
+}
+
+void accounting::removed(const buffer& b, int domain) noexcept {
+  auto it = domain_bytes_.find({b.owner, domain});
+  if (it == domain_bytes_.end()) return;
+  it->second -= b.size;
+  if (it->second == 0) domain_bytes_.erase(it);
+}
 
 void accounting::destroyed(const buffer& b) noexcept {
   if (b.no_evict) pinned_bytes_ -= b.size;

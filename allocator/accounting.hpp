@@ -12,11 +12,17 @@
 //
 // Invariants (manager mutex held; buffer fields also under the reservation)
 //   owner_bytes(o) == sum of b.size over o's buffers that o has not freed
+//   owner_buffers(o) == number of those buffers         <= max_buffers
+//   domain_bytes(o, d) == sum of b.size over o's live buffers placed in d
 //   b.pins         == b.pinned_attachments + b.cpu_accesses + (b.no_evict ? 1 : 0)
 //   pinned_bytes() == sum of b.size over buffers with b.no_evict or
 //                     b.pinned_attachments > 0
 //   pinned_bytes() <= pinned_limit() and, where set,
 //   owner_bytes(o) <= quota(o)                       (after every charge)
+//   domain_bytes(o, d) <= domain_quota                (after every placement
+//                        the owner asked for: allocate, validate; a move the
+//                        daemon decides - eviction, a migration an importer
+//                        needs - is counted but not refused)
 //
 // Rules
 //   - Not locked itself: the manager's mutex guards it (as it guards heaps).
@@ -27,6 +33,7 @@
 
 #include <cstdint>
 #include <map>
+#include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
@@ -43,15 +50,24 @@ struct owner_stats {
   std::uint64_t quota = 0;    // 0 = none
 };
 
+// The budgets every owner gets (0 = no limit).
+struct owner_limits {
+  std::uint64_t pinned_limit = 0;      // all owners together (required, > 0)
+  std::uint64_t domain_quota = 0;      // bytes one owner may place in one domain
+  std::size_t max_buffers = 0;         // buffers one owner may hold
+};
+
 class accounting {
  public:
-  explicit accounting(std::uint64_t pinned_limit) : pinned_limit_(pinned_limit) {}
+  explicit accounting(std::uint64_t pinned_limit) : accounting(owner_limits{.pinned_limit = pinned_limit}) {}
+  explicit accounting(owner_limits limits) : pinned_limit_(limits.pinned_limit), limits_(limits) {}
 
   // --- owners' bytes and quotas ---
 
-  // Charges `size` bytes of a new buffer to `owner`, and to the pinned bytes
-  // when `no_evict`. Errors: quota_exceeded naming the quota or the pinned
-  // limit, prefixed with `what`; nothing is charged then.
+  // Charges `size` bytes of a new buffer to `owner` (and one buffer), and to
+  // the pinned bytes when `no_evict`. Errors: quota_exceeded naming the
+  // quota, the buffer limit or the pinned limit, prefixed with `what`;
+  // nothing is charged then.
   status charge_new(owner_id owner, std::uint64_t size, bool no_evict, std::string_view what);
   // Undoes charge_new for an allocation that failed afterwards.
   void refund_new(owner_id owner, std::uint64_t size, bool no_evict) noexcept;
@@ -64,6 +80,21 @@ class accounting {
 
   void set_quota(owner_id owner, std::uint64_t bytes) { quotas_[owner] = bytes; }
   std::uint64_t owner_bytes(owner_id owner) const noexcept;
+  std::size_t owner_buffers(owner_id owner) const noexcept;
+
+  // --- where owners' bytes are (per domain) ---
+
+  // May `owner` place `size` more bytes in `domain`? The caller places them
+  // (placed/moved) before it drops the manager mutex, so check and charge
+  // are one step.
+  bool domain_allows(owner_id owner, int domain, std::uint64_t size) const noexcept;
+  // "owner 3 holds 768 KiB of 1 MiB in vram0": why domain_allows said no.
+  std::string domain_quota_text(owner_id owner, int domain, std::string_view name) const;
+  void placed(const buffer& b, int domain) noexcept;
+  void moved(const buffer& b, int from, int to) noexcept;
+  void removed(const buffer& b, int domain) noexcept;
+  std::uint64_t domain_bytes(owner_id owner, int domain) const noexcept;
+  std::uint64_t domain_quota() const noexcept { return limits_.domain_quota; }
   // Drops the owner's quota and CPU-access records; returns the buffers whose
   // CPU accesses it still had, with their counts, for the caller to end
   // under each buffer's reservation.
@@ -97,8 +128,11 @@ class accounting {
   status check_pinned(std::uint64_t more, std::string_view what) const;
 
   const std::uint64_t pinned_limit_;
+  const owner_limits limits_;
   std::uint64_t pinned_bytes_ = 0;
   std::map<owner_id, std::uint64_t> owner_bytes_;
+  std::map<owner_id, std::size_t> owner_buffers_;
+  std::map<std::pair<owner_id, int>, std::uint64_t> domain_bytes_;
   std::map<owner_id, std::uint64_t> quotas_;
   std::map<std::pair<owner_id, buffer_id>, int> cpu_accesses_;
 };

@@ -165,6 +165,7 @@ void memory_manager::destroy_locked(buffer& buf) {
     ++counters_.delayed_frees;
   }
   accounts_.destroyed(buf);
+  accounts_.removed(buf, buf.domain);
   buf.destroyed = true;
   ++counters_.frees;
   buffers_.erase(buf.id);

@@ -74,7 +74,9 @@ peer_policy_fn runtime_peer_policy(backend* be) {
 
 memory_manager::memory_manager(manager_config config)
     : config_(std::move(config)), backend_(*config_.device_backend),
-      accounts_(config_.pinned_limit) {}
+      accounts_(owner_limits{.pinned_limit = config_.pinned_limit,
+                             .domain_quota = config_.domain_quota,
+                             .max_buffers = config_.max_buffers_per_owner}) {}
 
 result<std::unique_ptr<memory_manager>> memory_manager::create(manager_config config) {
   const auto devices = config.device_backend ? config.device_backend->devices()

@@ -93,6 +93,8 @@ struct manager_config {
   std::uint64_t pinned_capacity = 256ull << 20;    // pinned host domain
   std::uint64_t pageable_capacity = 1024ull << 20;  // pageable host domain
   std::uint64_t pinned_limit = 256ull << 20;  // bytes held still by pinned attachments / no_evict
+  std::uint64_t domain_quota = 0;             // bytes one owner may place in one domain; 0 = no limit
+  std::size_t max_buffers_per_owner = 0;      // buffers one owner may hold; 0 = no limit
   std::uint64_t min_block = 4096;             // VRAM chunk (buddy order 0)
   std::chrono::steady_clock::duration promote_interval = std::chrono::milliseconds(100);
   int move_retries = 3;                       // copies tried again before contents are lost
@@ -398,10 +400,14 @@ class memory_manager {
   // Finds room for `size` bytes in the first of `domains` that has it,
   // evicting (pipelined) from full ones; drops mutex_ to wait for
   // evictions, until `deadline`. `self` (may be null) is never evicted.
+  // With `quota_owner`, domains where that owner's domain quota has no room
+  // are passed over, checked again after every wait: the caller places the
+  // bytes before it drops mutex_, so the check and the charge are one step.
   result<placed> make_room_locked(const std::vector<int>& domains, std::uint64_t size,
                                   std::uint64_t alignment, const buffer* self,
                                   fence_clock::time_point deadline, const cancel_token* cancel,
-                                  std::string_view what) XBUF_REQUIRES(mutex_);
+                                  std::string_view what,
+                                  std::optional<owner_id> quota_owner = std::nullopt) XBUF_REQUIRES(mutex_);
   // The out_of_memory error of make_room_locked: each domain, its holders.
   error no_room_locked(const std::vector<int>& domains, std::uint64_t size,
                        std::string_view what) XBUF_REQUIRES(mutex_);

@@ -47,6 +47,7 @@ status memory_manager::move_locked(buffer& buf, placed to, bool eviction) {
   // in-flight work: it is freed after all of them.
   in_flight.push_back(moved);
   auto& old_heap = at(buf.domain);
+  accounts_.moved(buf, buf.domain, to.domain);
   if (old_heap.release(std::move(buf.backing), std::move(in_flight))) ++counters_.delayed_frees;
   old_heap.lru().erase(buf.lru_pos);
   auto& new_heap = at(to.domain);
@@ -93,7 +94,7 @@ status memory_manager::promote_locked(buffer& b, validate_report& report,
   }
   b.last_promotion = now;
   auto room = make_room_locked({preferred}, b.size, b.alignment, &b, deadline, cancel,
-                               "validate " + buffer_name(b.id));
+                               "validate " + buffer_name(b.id), b.owner);
   if (!room) {
     if (room.code() == errc::cancelled || room.code() == errc::timed_out) return std::move(room).err();
     ++report.no_room;

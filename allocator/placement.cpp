@@ -108,15 +108,29 @@ void memory_manager::touch_locked(buffer& buf) {
 result<memory_manager::placed> memory_manager::make_room_locked(
     const std::vector<int>& domains, std::uint64_t size, std::uint64_t alignment,
     const buffer* self, fence_clock::time_point deadline, const cancel_token* cancel,
-    std::string_view what) {
+    std::string_view what, std::optional<owner_id> quota_owner) {
   for (int attempt = 0; attempt < max_room_attempts; ++attempt) {
     reap_locked();
+    std::vector<int> allowed;
+    std::string over;
+    for (int d : domains) {
+      if (!quota_owner || accounts_.domain_allows(*quota_owner, d, size)) {
+        allowed.push_back(d);
+      } else {
+        over += (over.empty() ? "" : "; ") + accounts_.domain_quota_text(*quota_owner, d, at(d).name());
+      }
+    }
+    if (allowed.empty()) {
+      return fail(errc::quota_exceeded, std::string(what) + ": domain quota " +
+                                            format_bytes(accounts_.domain_quota()) + " would be passed (" +
+                                            over + ")");
+    }
     // Placements in order of preference. A full domain is emptied by
     // eviction before the next placement is considered; only a domain with
     // nothing to evict and nothing on its way back is passed over.
     std::vector<fence_ptr> wait_for;
     bool retry_now = false;
-    for (int d : domains) {
+    for (int d : allowed) {
       auto& h = at(d);
       auto a = h.allocate(size, alignment);
       if (a) return placed{d, std::move(*a)};
@@ -150,6 +164,7 @@ result<memory_manager::placed> memory_manager::make_room_locked(
   }
   return no_room_locked(domains, size, what);
 }
+
 
 error memory_manager::no_room_locked(const std::vector<int>& domains, std::uint64_t size,
                                      std::string_view what) {
@@ -235,7 +250,7 @@ result<buffer_id> memory_manager::allocate_unguarded(owner_id owner, const alloc
   // Nobody else knows this buffer yet: its lock is free and taking it under
   // mutex_ cannot wait.
   buf->resv.mutex().lock();
-  auto room = make_room_locked(domains, req.size, req.alignment, buf.get(), deadline, req.cancel, what);
+  auto room = make_room_locked(domains, req.size, req.alignment, buf.get(), deadline, req.cancel, what, owner);
   if (!room) {
     accounts_.refund_new(owner, req.size, req.no_evict);
     buf->resv.mutex().unlock();
@@ -243,7 +258,9 @@ result<buffer_id> memory_manager::allocate_unguarded(owner_id owner, const alloc
   }
   buf->domain = room->domain;
   buf->backing = std::move(room->allocation);
+  accounts_.placed(*buf, buf->domain);  // with the heap's allocation: the quota check's other half
   if (auto s = clear_new_locked(*buf); !s) {
+    accounts_.removed(*buf, buf->domain);
     at(buf->domain).release(std::move(buf->backing), {});
     accounts_.refund_new(owner, req.size, req.no_evict);
     buf->resv.mutex().unlock();

@@ -5,6 +5,7 @@
 //   xbufd [--socket PATH] [--socket-mode OCTAL] [--socket-group NAME]
 //         [--backend auto|sim|cuda|hip] [--sim-devices N]
 //         [--sim-vram BYTES] [--pinned BYTES] [--pageable BYTES]
+//         [--quota-per-domain BYTES] [--max-buffers N]
 //         [--max-connections N] [--max-queued-bytes BYTES]
 //         [--frame-timeout SECONDS] [--max-fence-deadline SECONDS]
 //         [--alloc-wait SECONDS] [--stats-interval SECONDS] [--quiet]
@@ -52,6 +53,8 @@ int usage(std::FILE* out) {
       "                          past it the client is disconnected (default 4M, at least 128K)\n"
       "  --frame-timeout SECS    hello, and every started frame, must arrive within SECS seconds\n"
       "                          (decimals allowed; default 10)\n"
+      "  --quota-per-domain BYTES  what one client may place in one domain (default: no limit)\n"
+      "  --max-buffers N         buffers one client may hold (default: no limit)\n"
       "  --max-fence-deadline SECS  every client fence is signaled -ETIMEDOUT after at most SECS\n"
       "                          seconds, so no client stalls eviction or another client (default 10)\n"
       "  --alloc-wait SECS       how long an alloc waits for evictions to make room (default 30)\n"
@@ -138,6 +141,8 @@ struct options {
   std::uint64_t sim_vram = 256ull << 20;
   std::uint64_t pinned = 256ull << 20;
   std::uint64_t pageable = 1ull << 30;
+  std::uint64_t domain_quota = 0;  // per client per domain; 0 = none
+  std::uint64_t max_buffers = 0;   // per client; 0 = none
   std::string topology_xml;  // empty: the live machine's topology
 };
 
@@ -231,6 +236,10 @@ std::optional<int> parse_options(int argc, char** argv, options& o) {
       bytes(a, &o.pinned);
     } else if (a == "--pageable") {
       bytes(a, &o.pageable);
+    } else if (a == "--quota-per-domain") {
+      bytes(a, &o.domain_quota);
+    } else if (a == "--max-buffers") {
+      o.max_buffers = number(a, 1, 100'000'000);
     } else if (a == "--topology") {
       o.topology_xml = value(a);
     } else if (a == "--stats-interval") {
@@ -298,6 +307,8 @@ int serve(const options& o, xbuf::backend& b, const std::shared_ptr<const xbuf::
   mcfg.pinned_capacity = o.pinned;
   mcfg.pageable_capacity = o.pageable;
   mcfg.pinned_limit = o.pinned;
+  mcfg.domain_quota = o.domain_quota;
+  mcfg.max_buffers_per_owner = static_cast<std::size_t>(o.max_buffers);
   if (topo) {
     mcfg.peer_policy = xbuf::p2p::make_peer_policy(topo, b);
     std::fprintf(stderr, "xbufd: peer access decided by the topology of %s\n", topo->source().c_str());

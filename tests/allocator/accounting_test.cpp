@@ -5,8 +5,10 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <thread>
+#include <vector>
 
 #include "tests/common/sim_manager.hpp"
 
@@ -127,6 +129,86 @@ TEST_F(RacingBudgetTest, PinnedLimitHoldsWhileTheFirstRequestWaitsForEviction) {
   second.no_evict = true;
   race(s, first, second);
   EXPECT_EQ(s.mm->stats().pinned_bytes, 768 * KiB);
+}
+
+TEST(AccountingTest, DomainQuotaFollowsTheBytesWherePlacedAndMoved) {
+  accounting acc(owner_limits{.pinned_limit = 1 * MiB, .domain_quota = 1 * MiB, .max_buffers = 0});
+  auto b = make_buffer(1, 7, 768 * KiB);
+  EXPECT_TRUE(acc.domain_allows(7, 0, 1 * MiB));
+  acc.placed(b, 0);
+  EXPECT_FALSE(acc.domain_allows(7, 0, 512 * KiB));
+  EXPECT_TRUE(acc.domain_allows(8, 0, 1 * MiB)) << "a quota per owner";
+  acc.moved(b, 0, 2);
+  EXPECT_TRUE(acc.domain_allows(7, 0, 1 * MiB)) << "evicted bytes left domain 0";
+  EXPECT_EQ(acc.domain_bytes(7, 2), 768 * KiB);
+  EXPECT_NE(acc.domain_quota_text(7, 2, "pageable").find("768 KiB of 1 MiB allowed in pageable"), std::string::npos);
+  acc.removed(b, 2);
+  EXPECT_EQ(acc.domain_bytes(7, 2), 0u);
+}
+
+TEST(AccountingTest, BufferLimitCountsBuffersNotYetFreed) {
+  accounting acc(owner_limits{.pinned_limit = 1 * MiB, .domain_quota = 0, .max_buffers = 2});
+  ASSERT_TRUE(acc.charge_new(7, 4 * KiB, false, "a"));
+  ASSERT_TRUE(acc.charge_new(7, 4 * KiB, false, "b"));
+  auto third = acc.charge_new(7, 4 * KiB, false, "c");
+  ASSERT_FALSE(third);
+  EXPECT_EQ(third.code(), errc::quota_exceeded);
+  EXPECT_NE(third.err().message.find("holds 2 buffers"), std::string::npos) << third.err().message;
+  EXPECT_EQ(acc.owner_buffers(7), 2u);
+  acc.owner_freed(make_buffer(1, 7, 4 * KiB));
+  EXPECT_TRUE(acc.charge_new(7, 4 * KiB, false, "d"));
+}
+
+TEST_F(RacingBudgetTest, DomainQuotaHoldsWhenTwoWaitingRequestsGetRoomAtOnce) {
+  test::sim_manager_options o;
+  o.vram = 2 * MiB;
+  o.domain_quota = 1 * MiB;
+  test::sim_manager s(o);
+  // Bob (1 MiB) and Carol (1 MiB: each within the quota) fill vram0 and
+  // keep it busy; both of Alice's requests wait for it.
+  auto busy = fence::create(fence::allocate_context(), 1);
+  for (owner_id hog_owner : {bob, owner_id{3}}) {
+    auto hog = s.mm->allocate(hog_owner, test::request(1 * MiB, {placement::vram(0)}));
+    ASSERT_TRUE(hog) << hog.err().describe();
+    ASSERT_TRUE(s.mm->add_fence(hog_owner, *hog, busy, fence_usage::read));
+  }
+  std::vector<result<buffer_id>> got(2, result<buffer_id>(fail(errc::bad_state, "not run")));
+  std::vector<std::thread> ts;
+  for (int i = 0; i < 2; ++i) {
+    ts.emplace_back([&, i] { got[static_cast<std::size_t>(i)] = s.mm->allocate(alice, test::request(768 * KiB, {placement::vram(0)})); });
+  }
+  for (int i = 0; i < 10000 && s.domain("vram0").delayed_free_bytes == 0; ++i) std::this_thread::sleep_for(1ms);
+  std::this_thread::sleep_for(20ms);  // both are waiting now (they only wait once eviction started)
+  ASSERT_TRUE(busy->signal());
+  for (auto& t : ts) t.join();
+  const int won = (got[0] ? 1 : 0) + (got[1] ? 1 : 0);
+  EXPECT_EQ(won, 1) << "two placements of 768 KiB passed a 1 MiB domain quota";
+  for (auto& g : got) {
+    if (!g) {
+      EXPECT_EQ(g.code(), errc::quota_exceeded) << g.err().describe();
+      EXPECT_NE(g.err().message.find("in vram0"), std::string::npos) << g.err().message;
+    }
+  }
+}
+
+TEST(AccountingRaceTest, BufferLimitHoldsUnderConcurrentAllocations) {
+  test::sim_manager_options o;
+  o.max_buffers_per_owner = 3;
+  test::sim_manager s(o);
+  std::atomic<int> won{0}, refused{0};
+  std::vector<std::thread> ts;
+  for (int i = 0; i < 8; ++i) {
+    ts.emplace_back([&] {
+      auto r = s.mm->allocate(7, test::request(4 * KiB, {placement::pageable()}));
+      (r ? won : refused)++;
+      if (!r) {
+        EXPECT_EQ(r.code(), errc::quota_exceeded);
+      }
+    });
+  }
+  for (auto& t : ts) t.join();
+  EXPECT_EQ(won.load(), 3);
+  EXPECT_EQ(refused.load(), 5);
 }
 
 }  // namespace

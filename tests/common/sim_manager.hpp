@@ -33,6 +33,8 @@ struct sim_manager_options {
   int move_retries = 3;
   double copy_bytes_per_second = 0;
   peer_policy_fn peer_policy;
+  std::uint64_t domain_quota = 0;
+  std::size_t max_buffers_per_owner = 0;
 };
 
 struct sim_manager {
@@ -53,6 +55,8 @@ struct sim_manager {
     mc.promote_interval = o.promote_interval;
     mc.move_retries = o.move_retries;
     mc.peer_policy = o.peer_policy;
+    mc.domain_quota = o.domain_quota;
+    mc.max_buffers_per_owner = o.max_buffers_per_owner;
     auto m = memory_manager::create(mc);
     if (!m) throw std::runtime_error(m.err().describe());
     mm = std::move(*m);

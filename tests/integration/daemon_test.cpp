@@ -659,5 +659,32 @@ TEST_F(CappedFenceDaemonTest, ClientFencesAreForcedAtTheDaemonsMaximumDeadline) 
   EXPECT_TRUE(a.cpu_end(*buf));
 }
 
+// The attack run's hog held every domain, and the next tenant's 4 KiB
+// allocation got out_of_memory. With a quota per client per domain, the hog
+// is refused first and the next tenant is served.
+class QuotaDaemonTest : public DaemonTest {
+ protected:
+  std::vector<std::string> daemon_args() const override {
+    auto a = DaemonTest::daemon_args();
+    a.insert(a.end(), {"--quota-per-domain", "512K", "--max-buffers", "64"});
+    return a;
+  }
+};
+
+TEST_F(QuotaDaemonTest, OneTenantCannotHoldEveryDomain) {
+  auto hog = connect("hog");
+  const std::vector<placement> everywhere{placement::vram(0), placement::vram(1), placement::pinned(),
+                                          placement::pageable()};
+  int held = 0;
+  result<buffer_id> last = fail(errc::bad_state, "none");
+  while ((last = hog.alloc(64 * KiB, everywhere)) && held < 1000) ++held;
+  ASSERT_FALSE(last);
+  EXPECT_EQ(last.code(), errc::quota_exceeded) << last.err().describe();
+  EXPECT_EQ(held, 32) << "4 domains x 512 KiB / 64 KiB";
+  auto next = connect("next");
+  auto mine = next.alloc(4 * KiB, everywhere);
+  ASSERT_TRUE(mine) << "the next tenant was starved: " << mine.err().describe();
+}
+
 }  // namespace
 }  // namespace xbuf
