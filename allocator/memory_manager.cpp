@@ -270,6 +270,18 @@ result<exported_memory> memory_manager::export_fd_unguarded(owner_id owner, buff
   if (!locked) return std::move(locked).err();
   auto& buf = locked->buf;
   buf->resv.assert_held();
+  // One buffer per fd (DESIGN.md, Tenancy): a buffer carved from a shared
+  // VRAM arena is exported only where the backend gives its range pages of
+  // their own; else the fd would reach every other tenant's buffer there.
+  {
+    mutex_lock lock(mutex_);
+    if (at(buf->domain).reuses_memory() && !backend_.caps().export_detaches_ranges) {
+      return fail(errc::unsupported, "export " + buffer_name(id) + ": it lives in " + at(buf->domain).name() +
+                                         ", carved from an arena the " + std::string(backend_.name()) +
+                                         " backend cannot give an fd of its own (the fd would reach other "
+                                         "buffers); allocate it in host memory to export it");
+    }
+  }
   // Whoever maps the fd uses the bytes at once, with no fence to wait for:
   // a pending clear or move (KERNEL fences) must be done first. The lock
   // holds new moves back; the wait needs no lock of ours.

@@ -5,9 +5,10 @@
 
 namespace xbuf {
 
-vram_heap::vram_heap(int device, std::uint64_t capacity, memory_block_ptr arena,
+vram_heap::vram_heap(backend& be, int device, std::uint64_t capacity, memory_block_ptr arena,
                      range_allocator ranges)
-    : heap(placement::vram(device), capacity), arena_(std::move(arena)), ranges_(std::move(ranges)) {}
+    : heap(placement::vram(device), capacity), backend_(be), arena_(std::move(arena)),
+      ranges_(std::move(ranges)) {}
 
 result<std::unique_ptr<vram_heap>> vram_heap::create(backend& be, int device, std::uint64_t capacity,
                                                      std::uint64_t min_block) {
@@ -17,7 +18,7 @@ result<std::unique_ptr<vram_heap>> vram_heap::create(backend& be, int device, st
   auto arena = be.allocate_device(device, capacity);
   if (!arena) return arena.err().prefixed(name + " arena");
   return std::unique_ptr<vram_heap>(
-      new vram_heap(device, capacity, std::move(*arena), std::move(*ranges)));
+      new vram_heap(be, device, capacity, std::move(*arena), std::move(*ranges)));
 }
 
 result<heap_allocation> vram_heap::do_allocate(std::uint64_t size, std::uint64_t alignment) {
@@ -34,7 +35,10 @@ result<heap_allocation> vram_heap::do_allocate(std::uint64_t size, std::uint64_t
 }
 
 void vram_heap::do_free(heap_allocation& a) noexcept {
-  if (a.vram_range) (void)ranges_.free(*a.vram_range);  // the manager never double-frees
+  // A range the backend could not take back stays out of the buddy: better
+  // lost capacity than another tenant's bytes behind an old fd.
+  const bool reusable = backend_.release_range(a.span);
+  if (a.vram_range && reusable) (void)ranges_.free(*a.vram_range);  // the manager never double-frees
   a.span.block.reset();
 }
 

@@ -12,6 +12,9 @@
 //   - As heap.hpp: the manager's mutex guards it.
 //   - The arena lives as long as the heap and any span handed out of it
 //     (memory_span holds the block).
+//   - A freed range goes back to the buddy only once the backend took it
+//     back (release_range): an exported range first gets the arena's own
+//     pages again, so the fd's holders never see the next buffer's bytes.
 #pragma once
 
 #include <cstdint>
@@ -34,7 +37,7 @@ class vram_heap final : public heap {
 
 
  private:
-  vram_heap(int device, std::uint64_t capacity, memory_block_ptr arena, range_allocator ranges);
+  vram_heap(backend& be, int device, std::uint64_t capacity, memory_block_ptr arena, range_allocator ranges);
 
   result<heap_allocation> do_allocate(std::uint64_t size, std::uint64_t alignment) override;
   void do_free(heap_allocation& a) noexcept override;
@@ -42,6 +45,7 @@ class vram_heap final : public heap {
   double do_fragmentation() const noexcept override;
   bool do_reuses_memory() const noexcept override { return true; }
 
+  backend& backend_;
   memory_block_ptr arena_;
   range_allocator ranges_;
 };

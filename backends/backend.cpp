@@ -125,6 +125,11 @@ result<fence_ptr> backend::fill(const memory_span& dst, std::uint8_t value,
   return guarded(name(), "fill", [&] { return do_fill(dst, value, wait_for); });
 }
 
+bool backend::release_range(const memory_span& span) noexcept {
+  if (!span.block) return true;
+  return do_release_range(span);
+}
+
 result<exported_memory> backend::export_fd(const memory_span& span) {
   if (auto s = check_span(*this, "export_fd", "span", span); !s) return s.err();
   return guarded(name(), "export_fd", [&] { return do_export_fd(span); });

@@ -67,6 +67,10 @@ struct backend_caps {
   bool pinned_host = false;        // allocate_host(pinned=true) page-locks memory
   bool peer_query = false;         // can_access_peer() asks a real runtime
   bool fill = false;               // fill() works (on the device's engine where it has one)
+  // export_fd() of a part of a device block gives that part pages of its
+  // own (sim); without it the fd reaches the whole block, so the memory
+  // manager does not export buffers carved from a shared VRAM arena.
+  bool export_detaches_ranges = false;
   std::size_t device_granularity = 4096;  // device allocations are multiples of this
 };
 
@@ -147,9 +151,20 @@ class backend {
   result<fence_ptr> fill(const memory_span& dst, std::uint8_t value,
                          std::span<const fence_ptr> wait_for = {});
 
-  // Exports the block as a new fd for another process (the caller owns it).
-  // Errors: unsupported (no fd behind this block), io_error (dup failed).
+  // Exports the span's memory as a new fd for another process (the caller
+  // owns it). With caps.export_detaches_ranges the fd reaches the span's
+  // pages only (rounded to pages), never other memory of the same block;
+  // without it, the whole block's memory (the caller decides whether that
+  // is one buffer's). Errors: unsupported (no fd behind this block),
+  // io_error.
   result<exported_memory> export_fd(const memory_span& span);
+
+  // The span is free for reuse (its fences have signaled). Where export_fd
+  // gave it pages of its own, the block's own pages come back under it, so
+  // whoever still holds the exported fd never sees the next user's bytes.
+  // Returns false when that could not be done: the caller must not reuse
+  // the range. Context: never throws; may remap memory.
+  bool release_range(const memory_span& span) noexcept;
 
   // Imports memory another process exported. Takes ownership of `fd` on
   // success and on failure (it is closed). device: the local device for
@@ -181,6 +196,8 @@ class backend {
                                     std::span<const fence_ptr> wait_for);
   // Optional: default returns unsupported.
   virtual result<exported_memory> do_export_fd(const memory_span& span);
+  // Optional: default true (nothing was detached).
+  virtual bool do_release_range(const memory_span&) noexcept { return true; }
   // Optional: default returns unsupported (and closes the fd).
   virtual result<memory_block_ptr> do_import_fd(const exported_memory& exported, int device);
   // Optional: default nullopt (unknown).

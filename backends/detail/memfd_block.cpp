@@ -2,6 +2,7 @@
 #include "backends/detail/memfd_block.hpp"
 
 #include <fcntl.h>
+#include <linux/falloc.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -9,6 +10,7 @@
 
 #include <cerrno>
 #include <climits>
+#include <algorithm>
 #include <cstring>
 #include <utility>
 
@@ -159,6 +161,82 @@ result<exported_memory> export_block(const memfd_block& block, const memory_span
   out.size = span.size;
   out.kind = block.kind;
   return out;
+}
+
+memfd_block::~memfd_block() {
+  if (on_release) on_release(*this);
+  mutex_lock lock(detach_mutex);
+  for (auto& [offset, r] : detached) ::close(r.fd);
+}
+
+namespace {
+
+std::size_t round_to_page(std::size_t n) {
+  const std::size_t page = page_size();
+  return (n + page - 1) / page * page;
+}
+
+}  // namespace
+
+result<exported_memory> export_range(const memfd_block& block, const memory_span& span,
+                                     std::string_view who) {
+  const std::string what = std::string(who) + ": export_fd";
+  if (block.host_ptr != block.mapping.data() || span.offset % page_size() != 0) {
+    return fail(errc::invalid_argument, what + ": range at " + std::to_string(span.offset) +
+                                            " of an imported or unaligned block cannot get an fd of its own");
+  }
+  const std::size_t length = std::min(round_to_page(span.size), block.mapping.size() - span.offset);
+  exported_memory out;
+  out.offset = 0;
+  out.size = span.size;
+  out.kind = block.kind;
+  mutex_lock lock(block.detach_mutex);
+  if (auto it = block.detached.find(span.offset); it != block.detached.end()) {
+    out.fd = ::fcntl(it->second.fd, F_DUPFD_CLOEXEC, 0);
+    if (out.fd < 0) return fail(errc::io_error, what + ": cannot duplicate the range's fd: " + errno_text(errno));
+    return out;
+  }
+  char* at = static_cast<char*>(block.mapping.data()) + span.offset;
+  const int fd = ::memfd_create("xbuf-export", MFD_CLOEXEC);
+  if (fd < 0) return fail(errc::io_error, what + ": memfd_create: " + errno_text(errno));
+  // Copy, then put the new pages where the old ones were: the same address
+  // now shows the memfd that the receiver maps.
+  bool ok = ::ftruncate(fd, static_cast<off_t>(length)) == 0;
+  for (std::size_t done = 0; ok && done < length;) {
+    const ssize_t n = ::pwrite(fd, at + done, length - done, static_cast<off_t>(done));
+    ok = n > 0;
+    if (ok) done += static_cast<std::size_t>(n);
+  }
+  ok = ok && ::mmap(at, length, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0) != MAP_FAILED;
+  if (!ok) {
+    const int e = errno;
+    ::close(fd);
+    return fail(errc::io_error, what + ": cannot give " + std::to_string(length) +
+                                    " bytes their own memfd: " + errno_text(e));
+  }
+  // The arena's pages behind the range are unused now; give them back.
+  (void)::fallocate(block.mapping.fd(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                    static_cast<off_t>(span.offset), static_cast<off_t>(length));
+  block.detached[span.offset] = memfd_block::detached_range{fd, length};
+  out.fd = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (out.fd < 0) return fail(errc::io_error, what + ": cannot duplicate the range's fd: " + errno_text(errno));
+  return out;
+}
+
+bool release_range(const memfd_block& block, const memory_span& span) noexcept {
+  mutex_lock lock(block.detach_mutex);
+  auto it = block.detached.find(span.offset);
+  if (it == block.detached.end()) return true;
+  char* at = static_cast<char*>(block.mapping.data()) + span.offset;
+  // The arena's own pages again (zero since the hole punch): later buffers
+  // in this range write there, not into the pages the receivers hold.
+  if (::mmap(at, it->second.length, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, block.mapping.fd(),
+             static_cast<off_t>(span.offset)) == MAP_FAILED) {
+    return false;
+  }
+  ::close(it->second.fd);
+  block.detached.erase(it);
+  return true;
 }
 
 result<std::shared_ptr<memfd_block>> import_block(const exported_memory& exported, int device,

@@ -27,12 +27,15 @@
 
 #include <cstddef>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
 
 #include "backends/backend.hpp"
+#include "core/mutex.hpp"
 #include "core/result.hpp"
+#include "core/thread_annotations.hpp"
 
 namespace xbuf::detail {
 
@@ -85,9 +88,16 @@ struct memfd_block final : memory_block {
   bool locked = false;                      // mlock'ed (host_pinned that really is page-locked)
   std::size_t charged_bytes = 0;            // what on_release gives back
 
-  ~memfd_block() override {
-    if (on_release) on_release(*this);
-  }
+  // Ranges of an arena given a memfd of their own by export_range (offset
+  // in the block -> that memfd and its length); see export_range.
+  struct detached_range {
+    int fd = -1;
+    std::size_t length = 0;
+  };
+  mutable mutex detach_mutex;  // a leaf
+  mutable std::map<std::size_t, detached_range> detached XBUF_GUARDED_BY(detach_mutex);
+
+  ~memfd_block() override;
 };
 
 // The block behind `p` if it is a memfd_block made by `owner`, else nullptr.
@@ -97,6 +107,29 @@ const memfd_block* owned_block(const memory_block_ptr& p, const void* owner) noe
 // within what the fd maps. Errors: io_error (dup failed).
 result<exported_memory> export_block(const memfd_block& block, const memory_span& span,
                                      std::string_view who);
+
+// One buffer per fd for memory carved from an arena block (a sim GPU's
+// VRAM): gives the span's pages - [span.offset, +span.size rounded up to a
+// page) - a memfd of their own, copies the bytes there, and maps that memfd
+// over the range in place, so this process keeps using the same addresses
+// and the exported fd reaches exactly those pages, never a neighbour's.
+// The arena's own pages behind the range are released (hole punched). A
+// second export of the same range shares the same memfd.
+// Preconditions: span.offset page-aligned; no copy or CPU writer of the
+// range in flight (the memory manager waits for moves and clears first).
+// Errors: invalid_argument (unaligned, or an imported block), io_error.
+// Context: allocates, copies the range; takes the block's detach lock.
+result<exported_memory> export_range(const memfd_block& block, const memory_span& span,
+                                     std::string_view who);
+
+// The span's memory goes back to the arena for reuse: if export_range gave
+// it a memfd, the block's own (zero, after the hole punch) pages are mapped
+// over it again and the block forgets that memfd; its fd holders keep the
+// detached pages and their own bytes, and nothing another buffer writes
+// there later reaches them. A no-op for a range never exported.
+// Context: never fails (a failed remap is reported by returning false, the
+// range then stays detached and must not be reused); takes the detach lock.
+bool release_range(const memfd_block& block, const memory_span& span) noexcept;
 
 // Maps `exported` (taking ownership of its fd) as a block of kind
 // exported.kind on `device`. The imported range must lie within the fd.

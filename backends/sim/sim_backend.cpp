@@ -112,6 +112,7 @@ result<std::unique_ptr<sim_backend>> create_sim_backend(const sim_config& config
   caps.pinned_host = true;
   caps.peer_query = false;
   caps.fill = true;
+  caps.export_detaches_ranges = true;
   caps.device_granularity = detail::page_size();
   return std::unique_ptr<sim_backend>(new sim_backend(caps, std::move(infos), std::move(state),
                                                       std::move(engines), std::move(host).value()));
@@ -286,9 +287,18 @@ result<fence_ptr> sim_backend::do_fill(const memory_span& dst, std::uint8_t valu
   return f;
 }
 
+bool sim_backend::do_release_range(const memory_span& span) noexcept {
+  const auto* b = detail::owned_block(span.block, state_.get());
+  return b == nullptr || detail::release_range(*b, span);
+}
+
 result<exported_memory> sim_backend::do_export_fd(const memory_span& span) {
   if (const auto* b = detail::owned_block(span.block, state_.get()); b != nullptr) {
-    return detail::export_block(*b, span, "sim");
+    // A whole block is one buffer's; a part of one is a buffer carved from
+    // a VRAM arena, which gets pages of its own (one buffer per fd).
+    const bool whole = span.offset == 0 && span.size + detail::page_size() > b->size;
+    if (whole) return detail::export_block(*b, span, "sim");
+    return detail::export_range(*b, span, "sim");
   }
   if (host_->owns(span.block)) {
     auto e = host_->export_fd(span);

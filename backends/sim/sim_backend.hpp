@@ -137,6 +137,7 @@ class sim_backend final : public backend {
   result<fence_ptr> do_copy(const memory_span& dst, const memory_span& src,
                             std::span<const fence_ptr> wait_for) override;
   result<exported_memory> do_export_fd(const memory_span& span) override;
+  bool do_release_range(const memory_span& span) noexcept override;
   result<memory_block_ptr> do_import_fd(const exported_memory& exported, int device) override;
 
   status check_fault_device(std::string_view what, int device) const;

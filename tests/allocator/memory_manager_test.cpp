@@ -4,9 +4,11 @@
 // every kind of bad input.
 #include "allocator/memory_manager.hpp"
 
-#include <gtest/gtest.h>
-
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <gtest/gtest.h>
 
 #include <cerrno>
 #include <thread>
@@ -631,6 +633,72 @@ TEST(MemoryManagerTenancyTest, AClearThatCannotRunFailsTheAllocationAndRefundsIt
   const auto st = s.mm->stats();
   EXPECT_EQ(s.domain("vram0").used, 0u) << "the range went back";
   for (const auto& o : st.owners) EXPECT_EQ(o.bytes, 0u) << "owner " << o.owner << " still charged";
+}
+
+// The attack run's two critical findings, on the sim's VRAM arena.
+struct mapped_fd {
+  void* base = MAP_FAILED;
+  std::size_t length = 0;
+  explicit mapped_fd(const exported_memory& e) {
+    struct stat st{};
+    if (::fstat(e.fd, &st) == 0) length = static_cast<std::size_t>(st.st_size);
+    base = ::mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_SHARED, e.fd, 0);
+  }
+  ~mapped_fd() {
+    if (base != MAP_FAILED) ::munmap(base, length);
+  }
+  unsigned char* at(std::size_t off) const { return static_cast<unsigned char*>(base) + off; }
+};
+
+TEST(MemoryManagerTenancyTest, AnExportedFdReachesOnlyItsOwnBuffer) {
+  sim_manager s;
+  auto hers = s.mm->allocate(alice, request(64 * KiB, {placement::vram(0)}));
+  ASSERT_TRUE(hers);
+  test::fill(*s.mm, alice, *hers, 11);
+  auto his = s.mm->allocate(bob, request(4 * KiB, {placement::vram(0)}));
+  ASSERT_TRUE(his);
+  auto e = s.mm->export_fd(bob, *his);
+  ASSERT_TRUE(e) << e.err().describe();
+  mapped_fd m(*e);
+  ASSERT_NE(m.base, MAP_FAILED);
+  EXPECT_EQ(m.length, 4 * KiB) << "the fd must hold bob's 4 KiB, not the whole vram0 arena";
+  EXPECT_EQ(e->offset, 0u);
+  std::memset(m.at(0), 0xEE, m.length);  // bob writes everything his fd reaches
+  EXPECT_TRUE(test::holds(*s.mm, alice, *hers, 11)) << "bob's fd wrote into alice's buffer";
+  // And what bob writes through the fd is his buffer's content.
+  auto view = s.mm->begin_cpu_access(bob, *his, cpu_access_mode::read);
+  ASSERT_TRUE(view);
+  EXPECT_EQ(static_cast<const unsigned char*>(view->data)[100], 0xEE);
+  ASSERT_TRUE(s.mm->end_cpu_access(bob, *his));
+  ::close(e->fd);
+}
+
+TEST(MemoryManagerTenancyTest, MemoryBehindAnOldFdIsNeverAnotherOwnersAfterFree) {
+  sim_manager s;
+  auto c = s.mm->allocate(alice, request(256 * KiB, {placement::vram(1)}));
+  ASSERT_TRUE(c);
+  auto e = s.mm->export_fd(alice, *c);
+  ASSERT_TRUE(e) << e.err().describe();
+  mapped_fd old(*e);
+  ASSERT_NE(old.base, MAP_FAILED);
+  ASSERT_TRUE(s.mm->free(alice, *c));  // alice keeps the fd and its mapping
+  // Bob fills vram1 completely: one of his buffers gets alice's old range.
+  std::vector<buffer_id> his;
+  for (int i = 0; i < 4; ++i) {
+    auto b = s.mm->allocate(bob, request(256 * KiB, {placement::vram(1)}));
+    ASSERT_TRUE(b) << b.err().describe();
+    test::fill(*s.mm, bob, *b, 50 + static_cast<std::uint32_t>(i));
+    his.push_back(*b);
+  }
+  std::size_t seen = 0;
+  for (std::size_t k = 0; k < old.length; ++k) seen += *old.at(k) != 0;
+  EXPECT_EQ(seen, 0u) << "alice's old fd shows bob's bytes";
+  std::memset(old.at(0), 0x77, old.length);  // and writes through it reach nobody
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_TRUE(test::holds(*s.mm, bob, his[static_cast<std::size_t>(i)], 50 + static_cast<std::uint32_t>(i)))
+        << "alice's old fd wrote into bob's buffer " << i;
+  }
+  ::close(e->fd);
 }
 
 TEST(MemoryManagerBadInputTest, FencesAndCpuAccessMisuse) {
