@@ -146,110 +146,127 @@ struct options {
   std::string topology_xml;  // empty: the live machine's topology
 };
 
+// Reads flag values from argv; every bad value exits 2 naming the flag and
+// the value ("--max-buffers: '2x' is not a whole number in 1..100000000").
+class arg_reader {
+ public:
+  arg_reader(int argc, char** argv) : argc_(argc), argv_(argv) {}
+  bool next() { return ++i_ < argc_; }
+  std::string_view current() const { return argv_[i_]; }
+
+  const char* value(std::string_view flag) {
+    if (i_ + 1 >= argc_) bad(flag, "needs a value");
+    return argv_[++i_];
+  }
+  std::uint64_t bytes(std::string_view flag, std::uint64_t min = 1) {
+    const char* v = value(flag);
+    std::uint64_t b = 0;
+    if (!parse_bytes(v, &b) || b == 0) bad(flag, quoted(v) + " is not a byte count (e.g. 512M)");
+    if (b < min) bad(flag, quoted(v) + " is less than " + std::to_string(min) + " bytes");
+    return b;
+  }
+  std::uint64_t number(std::string_view flag, std::uint64_t min, std::uint64_t max) {
+    const char* v = value(flag);
+    std::uint64_t n = 0;
+    if (!parse_number(v, min, max, &n)) {
+      bad(flag, quoted(v) + " is not a whole number in " + std::to_string(min) + ".." + std::to_string(max));
+    }
+    return n;
+  }
+  std::chrono::milliseconds seconds(std::string_view flag) {
+    const char* v = value(flag);
+    std::uint64_t ms = 0;
+    if (!parse_seconds_ms(v, &ms) || ms == 0 || ms > 3'600'000) {
+      bad(flag, quoted(v) + " is not a number of seconds in 0.001..3600");
+    }
+    return std::chrono::milliseconds(ms);
+  }
+  unsigned mode(std::string_view flag) {
+    const char* v = value(flag);
+    unsigned m = 0;
+    if (!parse_mode(v, &m)) bad(flag, quoted(v) + " is not an octal mode in 0..0777 (e.g. 0660)");
+    return m;
+  }
+  [[noreturn]] static void bad(std::string_view flag, const std::string& why) {
+    std::fprintf(stderr, "xbufd: %.*s: %s\n", static_cast<int>(flag.size()), flag.data(), why.c_str());
+    std::exit(2);
+  }
+
+ private:
+  static std::string quoted(const char* v) { return "'" + std::string(v) + "'"; }
+  int argc_;
+  char** argv_;
+  int i_ = 0;
+};
+
+// The socket's and the daemon's limits. false: not one of these flags.
+bool server_flag(arg_reader& r, std::string_view a, xbuf::server::server_config& c) {
+  if (a == "--socket") {
+    c.socket_path = r.value(a);
+    c.socket_path_explicit = true;
+  } else if (a == "--socket-mode") {
+    c.socket_mode = r.mode(a);
+  } else if (a == "--socket-group") {
+    c.socket_group = r.value(a);
+    if (c.socket_group.empty()) arg_reader::bad(a, "empty group name");
+  } else if (a == "--max-connections") {
+    c.max_connections = static_cast<std::size_t>(r.number(a, 1, 1'000'000));
+  } else if (a == "--max-queued-bytes") {
+    c.max_queued_bytes = static_cast<std::size_t>(r.bytes(a, 128u << 10));  // two full frames
+  } else if (a == "--frame-timeout") {
+    c.frame_timeout = r.seconds(a);
+  } else if (a == "--max-fence-deadline") {
+    c.max_fence_deadline = r.seconds(a);
+  } else if (a == "--alloc-wait") {
+    c.alloc_wait = r.seconds(a);
+  } else if (a == "--stats-interval") {
+    c.stats_interval_s = static_cast<int>(r.number(a, 0, 86'400));
+  } else if (a == "--quiet") {
+    c.log = false;
+  } else {
+    return false;
+  }
+  return true;
+}
+
+// The backend and the memory manager. false: not one of these flags.
+bool memory_flag(arg_reader& r, std::string_view a, options& o) {
+  if (a == "--backend") {
+    o.backend_name = r.value(a);
+  } else if (a == "--sim-devices") {
+    o.sim_devices = static_cast<int>(r.number(a, 1, 64));
+  } else if (a == "--sim-vram") {
+    o.sim_vram = r.bytes(a);
+  } else if (a == "--pinned") {
+    o.pinned = r.bytes(a);
+  } else if (a == "--pageable") {
+    o.pageable = r.bytes(a);
+  } else if (a == "--quota-per-domain") {
+    o.domain_quota = r.bytes(a);
+  } else if (a == "--max-buffers") {
+    o.max_buffers = r.number(a, 1, 100'000'000);
+  } else if (a == "--topology") {
+    o.topology_xml = r.value(a);
+  } else {
+    return false;
+  }
+  return true;
+}
+
 // Fills `o` from argv. Returns the exit code when xbufd should stop here
-// (--help, a bad option), nothing when it should go on. Exits with 2 on an
-// option that lacks its value or has a bad byte count.
+// (--help, an unknown option), nothing when it should go on. Exits with 2
+// on an option that lacks its value or has a bad one.
 std::optional<int> parse_options(int argc, char** argv, options& o) {
   o.server.socket_path = xbuf::wire::default_socket_path();
   // XBUF_SOCKET names the path as explicitly as --socket does.
   if (const char* e = std::getenv("XBUF_SOCKET"); e != nullptr && *e != '\0') o.server.socket_path_explicit = true;
-  for (int i = 1; i < argc; ++i) {
-    const std::string_view a = argv[i];
-    auto value = [&](std::string_view flag) -> const char* {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "xbufd: %.*s needs a value\n", static_cast<int>(flag.size()), flag.data());
-        std::exit(2);
-      }
-      return argv[++i];
-    };
-    auto bytes = [&](std::string_view flag, std::uint64_t* out) {
-      const char* v = value(flag);
-      if (!parse_bytes(v, out) || *out == 0) {
-        std::fprintf(stderr, "xbufd: %.*s: '%s' is not a byte count (e.g. 512M)\n",
-                     static_cast<int>(flag.size()), flag.data(), v);
-        std::exit(2);
-      }
-    };
-    // A whole number in [min, max], or exit 2 naming the flag and the value.
-    auto number = [&](std::string_view flag, std::uint64_t min, std::uint64_t max) {
-      const char* v = value(flag);
-      std::uint64_t n = 0;
-      if (!parse_number(v, min, max, &n)) {
-        std::fprintf(stderr, "xbufd: %.*s: '%s' is not a whole number in %llu..%llu\n",
-                     static_cast<int>(flag.size()), flag.data(), v, static_cast<unsigned long long>(min),
-                     static_cast<unsigned long long>(max));
-        std::exit(2);
-      }
-      return n;
-    };
+  arg_reader r(argc, argv);
+  while (r.next()) {
+    const std::string_view a = r.current();
     if (a == "--help" || a == "-h") return usage(stdout);
-    if (a == "--socket") {
-      o.server.socket_path = value(a);
-      o.server.socket_path_explicit = true;
-    } else if (a == "--socket-mode") {
-      const char* v = value(a);
-      if (!parse_mode(v, &o.server.socket_mode)) {
-        std::fprintf(stderr, "xbufd: --socket-mode: '%s' is not an octal mode in 0..0777 (e.g. 0660)\n", v);
-        return 2;
-      }
-    } else if (a == "--socket-group") {
-      o.server.socket_group = value(a);
-      if (o.server.socket_group.empty()) {
-        std::fprintf(stderr, "xbufd: --socket-group: empty group name\n");
-        return 2;
-      }
-    } else if (a == "--max-connections") {
-      o.server.max_connections = static_cast<std::size_t>(number(a, 1, 1'000'000));
-    } else if (a == "--max-queued-bytes") {
-      std::uint64_t b = 0;
-      const char* v = i + 1 < argc ? argv[i + 1] : "";
-      bytes(a, &b);
-      if (b < (128u << 10)) {
-        std::fprintf(stderr, "xbufd: --max-queued-bytes: '%s' is less than 128K (two full frames)\n", v);
-        return 2;
-      }
-      o.server.max_queued_bytes = static_cast<std::size_t>(b);
-    } else if (a == "--frame-timeout") {
-      const char* v = value(a);
-      std::uint64_t ms = 0;
-      if (!parse_seconds_ms(v, &ms) || ms == 0 || ms > 3'600'000) {
-        std::fprintf(stderr, "xbufd: --frame-timeout: '%s' is not a number of seconds in 0.001..3600\n", v);
-        return 2;
-      }
-      o.server.frame_timeout = std::chrono::milliseconds(ms);
-    } else if (a == "--max-fence-deadline" || a == "--alloc-wait") {
-      const std::string flag(a);
-      const char* v = value(a);
-      std::uint64_t ms = 0;
-      if (!parse_seconds_ms(v, &ms) || ms == 0 || ms > 3'600'000) {
-        std::fprintf(stderr, "xbufd: %s: '%s' is not a number of seconds in 0.001..3600\n", flag.c_str(), v);
-        return 2;
-      }
-      (a == "--alloc-wait" ? o.server.alloc_wait : o.server.max_fence_deadline) = std::chrono::milliseconds(ms);
-    } else if (a == "--backend") {
-      o.backend_name = value(a);
-    } else if (a == "--sim-devices") {
-      o.sim_devices = static_cast<int>(number(a, 1, 64));
-    } else if (a == "--sim-vram") {
-      bytes(a, &o.sim_vram);
-    } else if (a == "--pinned") {
-      bytes(a, &o.pinned);
-    } else if (a == "--pageable") {
-      bytes(a, &o.pageable);
-    } else if (a == "--quota-per-domain") {
-      bytes(a, &o.domain_quota);
-    } else if (a == "--max-buffers") {
-      o.max_buffers = number(a, 1, 100'000'000);
-    } else if (a == "--topology") {
-      o.topology_xml = value(a);
-    } else if (a == "--stats-interval") {
-      o.server.stats_interval_s = static_cast<int>(number(a, 0, 86'400));
-    } else if (a == "--quiet") {
-      o.server.log = false;
-    } else {
-      std::fprintf(stderr, "xbufd: unknown option '%s'\n", argv[i]);
-      return usage(stderr);
-    }
+    if (server_flag(r, a, o.server) || memory_flag(r, a, o)) continue;
+    std::fprintf(stderr, "xbufd: unknown option '%.*s'\n", static_cast<int>(a.size()), a.data());
+    return usage(stderr);
   }
   return std::nullopt;
 }
