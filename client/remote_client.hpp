@@ -82,6 +82,9 @@ class remote_client {
   result<exported_buffer> export_fd(buffer_id id);
   result<attachment_id> attach(buffer_id id, int device, attach_mode mode, bool peer_capable = false);
   status detach(attachment_id id);
+  // The reply's ranges are offsets within the buffer's export: byte
+  // `offset` of the buffer is at exported_buffer::offset + offset in the fd
+  // export_fd() hands out (never a daemon address).
   result<wire::map_reply> map(attachment_id id);
   status unmap(attachment_id id);
   result<std::uint64_t> add_client_fence(buffer_id id, fence_usage usage, std::uint32_t deadline_ms = 0);
@@ -91,6 +94,8 @@ class remote_client {
   result<wire::validate_reply> validate(std::vector<buffer_id> ids);
   result<std::uint64_t> cpu_begin(buffer_id id, bool write, std::uint32_t timeout_ms = 0);
   status cpu_end(buffer_id id);
+  // This client's view (wire::stats_reply: its own uid's, or everything for
+  // the operator), at most max_stat_clients / max_stat_buffers rows.
   result<wire::stats_reply> stats();
 
   void on_move_notify(move_notify_callback cb) { move_notify_ = std::move(cb); }

@@ -13,6 +13,11 @@ namespace xbuf::client {
 
 namespace {
 
+// The first line says whose view this is, so a tenant never mistakes its
+// own rows for the whole daemon.
+const char* view_name(const wire::stats_reply& s) {
+  return s.tenant_view ? "your buffers; totals for every tenant" : "operator view: every client and buffer";
+}
 
 }  // namespace
 
@@ -37,7 +42,7 @@ int stat_main(std::span<char*> args) {
     std::fprintf(stderr, "xbuf stat: %s\n", s.err().describe().c_str());
     return 1;
   }
-  std::printf("xbufd on %s (backend %s)\n\n", path.c_str(), s->backend.c_str());
+  std::printf("xbufd on %s (backend %s) - %s\n\n", path.c_str(), s->backend.c_str(), view_name(*s));
   std::printf("%-10s %10s %10s %8s %10s\n", "DOMAIN", "USED", "CAPACITY", "BUFFERS", "DELAYED");
   for (const auto& d : s->domains) {
     std::printf("%-10s %10s %10s %8u %10s\n", d.name.c_str(), format_bytes(d.used).c_str(), format_bytes(d.capacity).c_str(),
@@ -48,6 +53,9 @@ int stat_main(std::span<char*> args) {
     std::printf("%-6u %-8d %-6u %-20s %10s %8u%s\n", cl.owner, cl.pid, cl.uid, cl.name.c_str(),
                 format_bytes(cl.bytes).c_str(), cl.buffers, cl.owner == c->owner() ? "  (this xbuf stat)" : "");
   }
+  if (s->more_clients != 0) {
+    std::printf("... and %u more clients (one reply lists at most %zu)\n", s->more_clients, wire::max_stat_clients);
+  }
   std::printf("\n%-8s %-6s %-16s %10s %-12s %7s %5s %7s %4s\n", "BUFFER", "OWNER", "NAME", "SIZE", "PLACEMENT",
               "ATTACH", "PINS", "FENCES", "GEN");
   for (const auto& b : s->buffers) {
@@ -55,7 +63,11 @@ int stat_main(std::span<char*> args) {
                 b.owner, b.name.c_str(), format_bytes(b.size).c_str(), to_string(b.where).c_str(), b.attachments, b.pins,
                 b.fences, static_cast<unsigned long long>(b.generation), b.lost ? "  LOST" : "");
   }
-  if (s->buffers_truncated) std::printf("... (more buffers than fit one reply)\n");
+  if (s->more_buffers != 0) {
+    std::printf("... and %u more buffers (one reply lists at most %zu)\n", s->more_buffers, wire::max_stat_buffers);
+  } else if (s->buffers_truncated) {
+    std::printf("... (more buffers than fit one reply)\n");
+  }
   std::printf("\n");
   for (const auto& k : s->counters) {
     std::printf("%s=%llu ", k.name.c_str(), static_cast<unsigned long long>(k.value));

@@ -7,6 +7,10 @@
 //   prints, per domain (used / capacity, buffers, delayed frees), per client
 //   (pid, uid, name, bytes) and per buffer (owner, size, placement,
 //   attachments, pins, pending fences), then the manager's counters.
+//   The daemon decides what the asker sees: a tenant gets the clients of its
+//   own uid and their buffers, with per-domain totals (the header line says
+//   so), the operator (root or the daemon's uid) everything. Lists cut to fit one
+//   reply end with how many rows were left out.
 //
 // Rules
 //   - Prints to stdout; errors to stderr with the daemon's message.

@@ -157,7 +157,7 @@ result<wire::hello_reply> hello(session_context& ctx, const wire::hello_request&
     return fail(errc::unsupported, "hello: client speaks version " + std::to_string(m.version) +
                                        ", xbufd speaks " + std::to_string(wire::protocol_version));
   }
-  std::string name = m.client_name.substr(0, 64);
+  std::string name = m.client_name.substr(0, wire::max_name_bytes);
   ctx.log("client %u is '%s'", ctx.owner, name.c_str());
   ctx.clients.set_name(ctx.owner, std::move(name));
   ctx.greeted.store(true);
@@ -228,7 +228,15 @@ result<wire::map_reply> map(session_context& ctx, const wire::map_request& m) {
   if (!r) return std::move(r).err();
   wire::map_reply body{.where = r->where, .ranges = {}, .peer = r->peer, .reason = r->reason,
                        .generation = r->generation, .wait_fence = 0};
-  for (const auto& a : r->ranges) body.ranges.push_back({a.address, a.size});
+  // The manager's addresses are the daemon's (host pointers, device
+  // addresses): meaningless to a client and a map of the daemon's memory.
+  // The client gets where each range lies in the buffer's export; the
+  // ranges cover the buffer in order, so that is the bytes before it.
+  std::uint64_t offset = 0;
+  for (const auto& a : r->ranges) {
+    body.ranges.push_back({.offset = offset, .size = a.size});
+    offset += a.size;
+  }
   if (r->wait_for && !r->wait_for->is_signaled()) body.wait_fence = ctx.fences.track(r->wait_for, false);
   return body;
 }
@@ -313,7 +321,7 @@ status cpu_end(session_context& ctx, const wire::cpu_end_request& m) {
 }
 
 result<wire::stats_reply> stats(session_context& ctx, const wire::stats_request& /*m*/) {
-  return collect_stats(ctx.mm, ctx.clients);
+  return collect_stats(ctx.mm, ctx.clients, ctx.owner, ctx.daemon_uid);
 }
 
 }  // namespace xbuf::server

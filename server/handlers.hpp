@@ -48,6 +48,8 @@
 //     manager, fence_signaled from client_fences); see event_sink.hpp.
 #pragma once
 
+#include <unistd.h>
+
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -95,6 +97,10 @@ struct session_context {
   cancel_token cancel;       // shutdown or hang-up: ends the session's blocking calls
   client_fences fences;      // the fences this client knows by id
   std::atomic<bool> greeted{false};  // hello succeeded; requests before it are refused
+
+  // Who the operator is for stats (stats.hpp, visible_to): a peer of this
+  // uid or root sees every tenant. The daemon's own; tests set another.
+  std::uint32_t daemon_uid = static_cast<std::uint32_t>(::geteuid());
 
   // Daemon limits, set by the session from the server's configuration.
   fence_clock::duration max_fence_deadline = std::chrono::seconds(10);  // client fences are forced after it
@@ -180,6 +186,8 @@ result<export_result> export_buffer(session_context& ctx, const wire::export_req
 result<wire::attach_reply> attach(session_context& ctx, const wire::attach_request& m);
 status detach(session_context& ctx, const wire::detach_request& m);
 // A move still in flight becomes a tracked fence: the reply's wait_fence.
+// The ranges are offsets within the buffer's export (wire_range), never the
+// daemon's addresses.
 result<wire::map_reply> map(session_context& ctx, const wire::map_request& m);
 status unmap(session_context& ctx, const wire::unmap_request& m);
 // The fence's deadline is the client's, capped at ctx.max_fence_deadline
@@ -196,7 +204,8 @@ result<wire::validate_reply> validate(session_context& ctx, const wire::validate
 // the access ends, timed_out).
 result<reply_or_wait<wire::cpu_begin_reply>> cpu_begin(session_context& ctx, const wire::cpu_begin_request& m);
 status cpu_end(session_context& ctx, const wire::cpu_end_request& m);
-// Never fails.
+// What the asker may see (stats.hpp, visible_to): its own uid's clients
+// and buffers, or everything for the operator. Never fails.
 result<wire::stats_reply> stats(session_context& ctx, const wire::stats_request& m);
 
 }  // namespace xbuf::server

@@ -86,9 +86,17 @@ std::vector<std::uint8_t> encode_frame(std::uint16_t type, std::uint64_t request
 
 std::vector<std::uint8_t> encode_error_reply(std::uint16_t request_type, std::uint64_t request_id,
                                              const error& e) {
+  // A message naming many things (each domain tried, each holder) must
+  // not make the reply outgrow its frame: its head says what went wrong.
+  static_assert(8 + max_error_message_bytes + 3 <= max_payload);
+  std::string message = e.message;
+  if (message.size() > max_error_message_bytes) {
+    message.resize(max_error_message_bytes);
+    message += "...";
+  }
   writer w;
   w("code", e.code);
-  w("message", e.message);
+  w("message", message);
   return encode_frame(static_cast<std::uint16_t>(request_type | reply_bit), request_id, std::move(w.out()));
 }
 

@@ -9,7 +9,7 @@
 //
 //     offset size field
 //       0     4  magic        0x46554258 ("XBUF" read as little-endian bytes)
-//       4     2  version      protocol_version (1)
+//       4     2  version      protocol_version (2)
 //       6     2  type         msg_type: a request, reply_bit|request, or an event
 //       8     8  request_id   chosen by the client; replies echo it; events carry 0
 //      16     4  payload_len  <= max_payload
@@ -39,9 +39,21 @@
 //   - An enum's range comes from the enum: its *_last constant (next to the
 //     enum, or below where the enum's header is not this folder's, tied to
 //     it by an exhaustive switch). No decoder writes a range as a number.
+//   - Every message fits one frame (DESIGN.md "What bad input gets"). A
+//     request's lists and names are capped (the max_* constants below): a
+//     request past a cap decodes as invalid_argument naming the message,
+//     the field, its count and the cap, so nothing downstream - not even
+//     an error message listing the request's items - can outgrow a frame.
+//     Replies are bounded by construction: stats lists at most
+//     max_stat_clients / max_stat_buffers rows and says how many it left
+//     out (stats_reply_max_bytes is the worst case, static_asserted);
+//     encode_reply() cuts error messages at max_error_message_bytes and
+//     answers a body that still would not fit with an error, never an
+//     oversized frame.
 #pragma once
 
 #include <cstddef>
+#include <concepts>
 #include <cstdint>
 #include <optional>
 #include <span>
@@ -59,9 +71,37 @@
 namespace xbuf::wire {
 
 inline constexpr std::uint32_t magic = 0x46554258;  // bytes 'X' 'B' 'U' 'F'
-inline constexpr std::uint16_t protocol_version = 1;
+// 2: stats replies carry the tenant view and overflow counts; map ranges
+// are offsets within the buffer's export, not daemon addresses.
+inline constexpr std::uint16_t protocol_version = 2;
 inline constexpr std::size_t header_size = 24;
 inline constexpr std::size_t max_payload = 64 * 1024;
+
+// ---------------------------------------------------------------------------
+// Caps: what keeps every message inside one frame. Requests past a cap are
+// refused (invalid_argument, see Rules); reply lists are cut to theirs.
+
+// alloc: preferred placements. A daemon has a few domains per device; 16
+// covers every domain of an 8-GPU node twice over. (The 13,000
+// placements gave a 78 KB out_of_memory message naming each one.)
+inline constexpr std::size_t max_placements = 16;
+// alloc's buffer name, and what stats shows of any name (a client's name
+// from hello is kept to this many bytes).
+inline constexpr std::size_t max_name_bytes = 64;
+// hello's client_name: longer is refused; the first max_name_bytes are kept.
+inline constexpr std::size_t max_client_name_bytes = 256;
+// validate: buffers locked in one acquire context.
+inline constexpr std::size_t max_validate_buffers = 1024;
+// An error reply's message is cut to this many bytes (then "...").
+inline constexpr std::size_t max_error_message_bytes = 4096;
+// stats rows. The daemon-made lists (domains, counters) are cut to their
+// caps too; their labels (backend, domain and counter names) to
+// max_stat_label_bytes.
+inline constexpr std::size_t max_stat_clients = 128;
+inline constexpr std::size_t max_stat_buffers = 384;
+inline constexpr std::size_t max_stat_domains = 64;
+inline constexpr std::size_t max_stat_counters = 32;
+inline constexpr std::size_t max_stat_label_bytes = 32;
 
 enum class msg_type : std::uint16_t {
   hello = 1,
@@ -353,6 +393,19 @@ class reader {
 
 // ---------------------------------------------------------------------------
 // Messages. Each has `type` (the request type it is, or answers) and io().
+// A request with lists or names also has bounds(): its caps, checked by
+// decode_message().
+
+namespace detail {
+// "alloc: 13000 placements, at most 16": invalid_argument naming the field.
+inline status within_cap(std::string_view message, std::string_view field, std::size_t n,
+                         std::size_t cap, std::string_view unit) {
+  if (n <= cap) return ok();
+  return fail(errc::invalid_argument, std::string(message) + ": " + std::to_string(n) + " " +
+                                          std::string(unit) + ", at most " + std::to_string(cap) +
+                                          " (field '" + std::string(field) + "')");
+}
+}  // namespace detail
 
 struct empty_body {
   template <class IO> void io(IO&) {}
@@ -363,6 +416,10 @@ struct hello_request {
   std::uint32_t version = protocol_version;
   std::string client_name;
   template <class IO> void io(IO& x) { x("version", version); x("client_name", client_name); }
+  status bounds() const {
+    return detail::within_cap("hello", "client_name", client_name.size(), max_client_name_bytes,
+                              "bytes of client_name");
+  }
 };
 struct hello_reply {
   std::uint32_t server_version = protocol_version;
@@ -384,6 +441,12 @@ struct alloc_request {
   template <class IO> void io(IO& x) {
     x("size", size); x("alignment", alignment); x("placements", placements);
     x("flags", flags); x("name", name);
+  }
+  status bounds() const {
+    if (auto s = detail::within_cap("alloc", "placements", placements.size(), max_placements, "placements"); !s) {
+      return s;
+    }
+    return detail::within_cap("alloc", "name", name.size(), max_name_bytes, "bytes of name");
   }
 };
 struct buffer_reply {
@@ -439,10 +502,15 @@ struct map_request {
   std::uint64_t attachment = 0;
   template <class IO> void io(IO& x) { x("attachment", attachment); }
 };
+// A piece of a mapped buffer, as an offset within the buffer's export:
+// byte `offset` of the buffer is at export_reply::offset + offset in the
+// exported fd. Never a daemon address: a pointer of the daemon is useless
+// to another process and tells it the daemon's layout (DESIGN.md,
+// "A client sees only its own").
 struct wire_range {
-  std::uint64_t address = 0;
+  std::uint64_t offset = 0;
   std::uint64_t size = 0;
-  template <class IO> void io(IO& x) { x("address", address); x("size", size); }
+  template <class IO> void io(IO& x) { x("offset", offset); x("size", size); }
 };
 struct map_reply {
   placement where;
@@ -492,6 +560,9 @@ struct validate_request {
   static constexpr msg_type type = msg_type::validate;
   std::vector<std::uint64_t> buffers;
   template <class IO> void io(IO& x) { x("buffers", buffers); }
+  status bounds() const {
+    return detail::within_cap("validate", "buffers", buffers.size(), max_validate_buffers, "buffers");
+  }
 };
 struct validate_reply {
   std::uint32_t promoted = 0, deferred = 0, in_place = 0, no_room = 0;
@@ -560,18 +631,52 @@ struct stat_counter {
   std::uint64_t value = 0;
   template <class IO> void io(IO& x) { x("name", name); x("value", value); }
 };
+// What one client may see (server/stats.hpp, visible_to): a tenant gets
+// the clients of its own uid and their buffers, with domains and counters
+// as totals over every tenant; the operator (root or the daemon's uid) gets
+// every client and buffer. Either way the lists stop at max_stat_clients and
+// max_stat_buffers rows; more_* count the rows left out.
 struct stats_reply {
   std::string backend;
   std::vector<stat_domain> domains;
   std::vector<stat_client> clients;
   std::vector<stat_buffer> buffers;
-  bool buffers_truncated = false;  // the list did not fit one frame
+  bool buffers_truncated = false;  // more_buffers != 0 (kept for code that reads it)
   std::vector<stat_counter> counters;
+  bool tenant_view = false;        // only the asker's own uid's clients and buffers are listed
+  std::uint32_t more_clients = 0;  // clients not listed (past max_stat_clients)
+  std::uint32_t more_buffers = 0;  // buffers not listed (past max_stat_buffers)
   template <class IO> void io(IO& x) {
     x("backend", backend); x("domains", domains); x("clients", clients); x("buffers", buffers);
-    x("buffers_truncated", buffers_truncated); x("counters", counters);
+    x("buffers_truncated", buffers_truncated); x("counters", counters); x("tenant_view", tenant_view);
+    x("more_clients", more_clients); x("more_buffers", more_buffers);
   }
 };
+
+// The largest encoded stats reply, from the field sizes (u32 counts before
+// lists and strings, a placement is 5 bytes): every list at its cap, every
+// name at its longest. tests/server/protocol_test encodes that reply and
+// checks it is exactly this many bytes, so a field added to a row without
+// updating the sum fails there.
+namespace wire_size {
+constexpr std::size_t string(std::size_t max_bytes) { return 4 + max_bytes; }
+inline constexpr std::size_t placement_bytes = 1 + 4;
+inline constexpr std::size_t status = 4 + string(0);  // ok code, empty message
+inline constexpr std::size_t stat_domain = string(max_stat_label_bytes) + placement_bytes + 3 * 8 + 4;
+inline constexpr std::size_t stat_client = 4 + 4 + 4 + string(max_name_bytes) + 8 + 4;
+inline constexpr std::size_t stat_buffer = 8 + 4 + string(max_name_bytes) + 8 + placement_bytes + 4 + 4 + 4 + 8 + 1;
+inline constexpr std::size_t stat_counter = string(max_stat_label_bytes) + 8;
+}  // namespace wire_size
+inline constexpr std::size_t stats_reply_max_bytes =
+    wire_size::status + wire_size::string(max_stat_label_bytes) +
+    4 + max_stat_domains * wire_size::stat_domain +
+    4 + max_stat_clients * wire_size::stat_client +
+    4 + max_stat_buffers * wire_size::stat_buffer +
+    1 +  // buffers_truncated
+    4 + max_stat_counters * wire_size::stat_counter +
+    1 + 4 + 4;  // tenant_view, more_clients, more_buffers
+static_assert(stats_reply_max_bytes <= max_payload,
+              "the stats caps let a reply outgrow one frame: lower max_stat_clients / max_stat_buffers");
 
 struct move_notify_event {
   static constexpr msg_type type = msg_type::move_notify;
@@ -604,30 +709,39 @@ std::vector<std::uint8_t> encode_message(std::uint64_t request_id, const M& m) {
   return encode_frame(static_cast<std::uint16_t>(M::type), request_id, std::move(w.out()));
 }
 
-// The reply to a `request` frame: status, then the body when ok.
+std::vector<std::uint8_t> encode_error_reply(std::uint16_t request_type, std::uint64_t request_id,
+                                             const error& e);
+
+// The reply to a `request` frame: status, then the body when ok. Always
+// one frame: an error's message is cut at max_error_message_bytes, and a
+// body that would not fit (a bug: every reply is bounded by its caps)
+// becomes an io_error reply saying so instead of breaking the protocol.
 template <class R>
 std::vector<std::uint8_t> encode_reply(msg_type request, std::uint64_t request_id, const result<R>& r) {
+  const auto type = static_cast<std::uint16_t>(request);
+  if (!r) return encode_error_reply(type, request_id, r.err());
   writer w;
-  if (r) {
-    w("code", errc::ok);
-    w("message", std::string());
-    w("body", *r);
-  } else {
-    w("code", r.err().code);
-    w("message", r.err().message);
+  w("code", errc::ok);
+  w("message", std::string());
+  w("body", *r);
+  if (w.out().size() > max_payload) {
+    return encode_error_reply(type, request_id,
+                              error(errc::io_error, type_name(type) + ": the reply is " +
+                                                        std::to_string(w.out().size()) +
+                                                        " bytes, more than one frame holds (" +
+                                                        std::to_string(max_payload) + ")"));
   }
-  return encode_frame(static_cast<std::uint16_t>(static_cast<std::uint16_t>(request) | reply_bit),
-                      request_id, std::move(w.out()));
+  return encode_frame(static_cast<std::uint16_t>(type | reply_bit), request_id, std::move(w.out()));
 }
 inline std::vector<std::uint8_t> encode_reply(msg_type request, std::uint64_t request_id, const status& s) {
   if (s) return encode_reply(request, request_id, result<empty_body>(empty_body{}));
   return encode_reply(request, request_id, result<empty_body>(s.err()));
 }
-std::vector<std::uint8_t> encode_error_reply(std::uint16_t request_type, std::uint64_t request_id,
-                                             const error& e);
 
 // Decodes a request or event payload. Errors: protocol_error naming the
-// message and field (truncated, out of range, trailing bytes, wrong type).
+// message and field (truncated, out of range, trailing bytes, wrong type);
+// invalid_argument for a well-formed request past one of its caps (its
+// bounds(): the field, the count and the cap).
 template <class M>
 result<M> decode_message(const frame& f) {
   if (f.header.type != static_cast<std::uint16_t>(M::type)) {
@@ -641,6 +755,9 @@ result<M> decode_message(const frame& f) {
   if (r.failed()) return fail(errc::protocol_error, r.error_message());
   if (!r.at_end()) {
     return fail(errc::protocol_error, what + ": " + std::to_string(r.remaining()) + " trailing bytes");
+  }
+  if constexpr (requires { { m.bounds() } -> std::same_as<status>; }) {
+    if (auto s = m.bounds(); !s) return std::move(s).err();
   }
   return m;
 }

@@ -118,6 +118,10 @@ void session::start() {
     record_.pid = cred.pid;
     record_.uid = cred.uid;
     record_.gid = cred.gid;
+  } else {
+    // Unknown peer: fail closed. uid 0 would read as root (the operator).
+    record_.uid = UINT32_MAX;
+    record_.gid = UINT32_MAX;
   }
   ctx_ = std::make_shared<session_context>(srv_.mm, srv_.clients, srv_.log, owner_, make_event_sink());
   ctx_->max_fence_deadline = srv_.config.max_fence_deadline;

@@ -1,8 +1,13 @@
 // SPDX-License-Identifier: MIT
 #include "server/stats.hpp"
 
+#include <algorithm>
+#include <cstdint>
 #include <ctime>
+#include <functional>
+#include <optional>
 #include <string>
+#include <string_view>
 
 #include "core/units.hpp"
 
@@ -10,76 +15,137 @@ namespace xbuf::server {
 
 namespace {
 
-// What one listed buffer costs in the reply, at most (fixed fields + name),
-// and how much of the frame the list may take: the rest of max_payload is
-// for domains, clients and counters.
-constexpr std::size_t buffer_fixed_cost = 80;
-constexpr std::size_t buffer_list_budget = 48 * 1024;
+// A daemon-made or client-given string cut to what its row may carry: the
+// worst-case reply size (wire::stats_reply_max_bytes) counts on it.
+std::string cut(std::string_view s, std::size_t max_bytes) {
+  return std::string(s.substr(0, std::min(s.size(), max_bytes)));
+}
 
+std::uint32_t count32(std::size_t n) {
+  return static_cast<std::uint32_t>(std::min<std::size_t>(n, UINT32_MAX));
+}
+
+// Per-domain totals over every tenant: what anyone may see.
 std::vector<wire::stat_domain> domains_of(const manager_stats& st) {
   std::vector<wire::stat_domain> out;
   for (const auto& d : st.domains) {
-    out.push_back({.name = d.name, .where = d.where, .capacity = d.capacity, .used = d.used,
-                   .delayed_free_bytes = d.delayed_free_bytes,
-                   .buffers = static_cast<std::uint32_t>(d.buffers)});
+    if (out.size() == wire::max_stat_domains) break;  // more domains than any machine has
+    out.push_back({.name = cut(d.name, wire::max_stat_label_bytes), .where = d.where, .capacity = d.capacity,
+                   .used = d.used, .delayed_free_bytes = d.delayed_free_bytes, .buffers = count32(d.buffers)});
   }
   return out;
 }
 
-std::vector<wire::stat_client> clients_of(const manager_stats& st, const std::vector<client_record>& clients) {
-  std::vector<wire::stat_client> out;
+// Whether the asker may see rows about `owner` (visible_to, by registry record).
+using visibility = std::function<bool(owner_id owner)>;
+
+// The rows of `clients` the asker may see, at most max_stat_clients;
+// out.more_clients counts the rest.
+void list_clients(const manager_stats& st, const std::vector<client_record>& clients, const visibility& visible,
+                  wire::stats_reply& out) {
+  std::size_t left_out = 0;
   for (const auto& c : clients) {
-    wire::stat_client sc{.owner = c.owner, .pid = c.pid, .uid = c.uid, .name = c.name};
+    if (!visible(c.owner)) continue;
+    if (out.clients.size() == wire::max_stat_clients) {
+      ++left_out;
+      continue;
+    }
+    wire::stat_client sc{.owner = c.owner, .pid = c.pid, .uid = c.uid, .name = cut(c.name, wire::max_name_bytes)};
     for (const auto& o : st.owners) {
       if (o.owner == c.owner) {
         sc.bytes = o.bytes;
-        sc.buffers = static_cast<std::uint32_t>(o.buffers);
+        sc.buffers = count32(o.buffers);
       }
     }
-    out.push_back(std::move(sc));
+    out.clients.push_back(std::move(sc));
   }
-  return out;
+  out.more_clients = count32(left_out);
 }
 
-// Fills out.buffers until the budget is spent; sets buffers_truncated then.
-void list_buffers(const std::vector<buffer_info>& buffers, wire::stats_reply& out) {
-  std::size_t budget = buffer_list_budget;
+// The buffers the asker may see, at most max_stat_buffers;
+// out.more_buffers counts the rest.
+void list_buffers(const std::vector<buffer_info>& buffers, const visibility& visible, wire::stats_reply& out) {
+  std::size_t left_out = 0;
   for (const auto& b : buffers) {
-    const std::size_t cost = buffer_fixed_cost + b.name.size();
-    if (cost > budget) {
-      out.buffers_truncated = true;
-      break;
+    if (!visible(b.owner)) continue;
+    if (out.buffers.size() == wire::max_stat_buffers) {
+      ++left_out;
+      continue;
     }
-    budget -= cost;
-    out.buffers.push_back({.id = b.id, .owner = b.owner, .name = b.name, .size = b.size, .where = b.where,
-                           .attachments = static_cast<std::uint32_t>(b.attachments), .pins = b.pins,
-                           .fences = static_cast<std::uint32_t>(b.fences), .generation = b.generation,
-                           .lost = b.lost});
+    out.buffers.push_back({.id = b.id, .owner = b.owner, .name = cut(b.name, wire::max_name_bytes), .size = b.size,
+                           .where = b.where, .attachments = count32(b.attachments), .pins = b.pins,
+                           .fences = count32(b.fences), .generation = b.generation, .lost = b.lost});
   }
+  out.more_buffers = count32(left_out);
+  out.buffers_truncated = left_out != 0;
 }
 
 std::vector<wire::stat_counter> counters_of(const manager_stats& st) {
   const auto& c = st.counters;
-  return {{"allocations", c.allocations},   {"frees", c.frees},
-          {"evictions", c.evictions},       {"moves", c.moves},
-          {"bytes_moved", c.bytes_moved},   {"move_notifies", c.move_notifies},
-          {"delayed_frees", c.delayed_frees}, {"failed_moves", c.failed_moves},
-          {"promotions", c.promotions},     {"allocation_failures", c.allocation_failures},
-          {"pinned_bytes", st.pinned_bytes}, {"pinned_limit", st.pinned_limit}};
+  std::vector<wire::stat_counter> out{
+      {"allocations", c.allocations},     {"frees", c.frees},
+      {"evictions", c.evictions},         {"moves", c.moves},
+      {"bytes_moved", c.bytes_moved},     {"move_notifies", c.move_notifies},
+      {"delayed_frees", c.delayed_frees}, {"failed_moves", c.failed_moves},
+      {"promotions", c.promotions},       {"allocation_failures", c.allocation_failures},
+      {"promotions_deferred", c.promotions_deferred},
+      {"clears", c.clears},               {"bytes_cleared", c.bytes_cleared},
+      {"pinned_bytes", st.pinned_bytes},  {"pinned_limit", st.pinned_limit}};
+  if (out.size() > wire::max_stat_counters) out.resize(wire::max_stat_counters);
+  return out;
+}
+
+// `clients` is a registry snapshot: sorted by owner id.
+std::optional<client_record> record_of(const std::vector<client_record>& clients, owner_id owner) {
+  const auto it = std::lower_bound(clients.begin(), clients.end(), owner,
+                                   [](const client_record& c, owner_id o) { return c.owner < o; });
+  if (it == clients.end() || it->owner != owner) return std::nullopt;
+  return *it;
+}
+
+// `daemon_uid` nothing: the operator view, whoever `self` is.
+wire::stats_reply assemble(memory_manager& mm, const client_registry& registry, owner_id self,
+                           std::optional<std::uint32_t> daemon_uid) {
+  const manager_stats st = mm.stats();
+  const std::vector<buffer_info> buffers = mm.buffers();
+  // After the manager's calls: never the registry's mutex and the manager's at once.
+  const std::vector<client_record> clients = registry.snapshot();
+  const std::optional<client_record> viewer = record_of(clients, self);
+  const stats_view view = daemon_uid ? view_for(viewer, *daemon_uid) : stats_view::everything;
+  const visibility visible = [&](owner_id owner) {
+    return view == stats_view::everything || visible_to(viewer, *daemon_uid, record_of(clients, owner));
+  };
+  wire::stats_reply out;
+  out.backend = cut(mm.device_backend().name(), wire::max_stat_label_bytes);
+  out.tenant_view = view == stats_view::tenant;
+  out.domains = domains_of(st);
+  list_clients(st, clients, visible, out);
+  list_buffers(buffers, visible, out);
+  out.counters = counters_of(st);
+  return out;
 }
 
 }  // namespace
 
+bool visible_to(const std::optional<client_record>& viewer, std::uint32_t daemon_uid,
+                const std::optional<client_record>& subject) noexcept {
+  if (!viewer) return false;
+  if (viewer->uid == 0 || viewer->uid == daemon_uid) return true;
+  return subject && subject->uid == viewer->uid;
+}
+
+stats_view view_for(const std::optional<client_record>& viewer, std::uint32_t daemon_uid) noexcept {
+  // The operator is whoever sees a row about anyone at all.
+  return visible_to(viewer, daemon_uid, std::nullopt) ? stats_view::everything : stats_view::tenant;
+}
+
+wire::stats_reply collect_stats(memory_manager& mm, const client_registry& clients, owner_id self,
+                                std::uint32_t daemon_uid) {
+  return assemble(mm, clients, self, daemon_uid);
+}
+
 wire::stats_reply collect_stats(memory_manager& mm, const client_registry& clients) {
-  const manager_stats st = mm.stats();
-  const std::vector<buffer_info> buffers = mm.buffers();
-  wire::stats_reply out;
-  out.backend = std::string(mm.device_backend().name());
-  out.domains = domains_of(st);
-  out.clients = clients_of(st, clients.snapshot());
-  list_buffers(buffers, out);
-  out.counters = counters_of(st);
-  return out;
+  return assemble(mm, clients, 0, std::nullopt);
 }
 
 void print_status(std::FILE* out, const wire::stats_reply& s) {
@@ -89,7 +155,7 @@ void print_status(std::FILE* out, const wire::stats_reply& s) {
   ::localtime_r(&now, &tm);
   std::strftime(when, sizeof when, "%H:%M:%S", &tm);
   std::fprintf(out, "---- xbufd %s  backend %s  clients %zu  buffers %zu ----\n", when, s.backend.c_str(),
-               s.clients.size(), s.buffers.size());
+               s.clients.size() + s.more_clients, s.buffers.size() + s.more_buffers);
   for (const auto& d : s.domains) {
     const double pct = d.capacity ? 100.0 * static_cast<double>(d.used) / static_cast<double>(d.capacity) : 0.0;
     std::fprintf(out, "  %-10s %10s / %-10s %5.1f%%  %u buffers  %s delayed\n", d.name.c_str(),

@@ -115,7 +115,7 @@ void write(const std::filesystem::path& dir, const std::string& name, const byte
 
 void frame_parser_seeds(const std::filesystem::path& dir) {
   const bytes hello =
-      wire::encode_message(1, wire::hello_request{.version = 1, .client_name = "seed"});
+      wire::encode_message(1, wire::hello_request{.version = wire::protocol_version, .client_name = "seed"});
   const bytes alloc = wire::encode_message(
       2, wire::alloc_request{.size = 65536,
                              .alignment = 0,
@@ -198,7 +198,7 @@ void frame_parser_seeds(const std::filesystem::path& dir) {
                         .lost = false});
   st.counters.push_back({.name = "evictions", .value = 3});
   const bytes replies = cat({
-      ok_reply(msg_type::hello, 1, wire::hello_reply{.server_version = 1, .owner = 1}),
+      ok_reply(msg_type::hello, 1, wire::hello_reply{.server_version = wire::protocol_version, .owner = 1}),
       ok_reply(msg_type::alloc, 2, wire::buffer_reply{.buffer = 1}),
       ok_reply(msg_type::attach, 3, wire::attach_reply{.attachment = 1}),
       ok_reply(msg_type::map, 4, mapped),
@@ -293,7 +293,7 @@ void handlers_seeds(const std::filesystem::path& dir) {
             .out());
   // Frames cut across records, then garbage: a protocol error, a reconnect.
   const bytes hello =
-      wire::encode_message(1, wire::hello_request{.version = 1, .client_name = "raw"});
+      wire::encode_message(1, wire::hello_request{.version = wire::protocol_version, .client_name = "raw"});
   const bytes alloc =
       wire::encode_message(2, wire::alloc_request{.size = 8192,
                                                   .alignment = 4096,

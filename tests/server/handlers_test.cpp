@@ -9,12 +9,17 @@
 
 #include <sys/stat.h>
 
+#include <unistd.h>
+
 #include <cerrno>
+#include <cstdio>
+#include <cstring>
 #include <memory>
 #include <mutex>
 #include <set>
 #include <vector>
 
+#include "server/stats.hpp"
 #include "tests/common/sim_manager.hpp"
 
 namespace xbuf::server {
@@ -39,6 +44,7 @@ struct HandlersTest : ::testing::Test {
   std::mutex events_mutex;
   std::vector<wire::frame> events;  // every event any session posted
   std::vector<owner_id> owners;
+  std::string client_name = "test";  // what session() says in hello
 
   // What the daemon does when a session ends: without it, a client fence
   // nobody signals would keep the manager's destructor waiting.
@@ -46,9 +52,12 @@ struct HandlersTest : ::testing::Test {
     for (owner_id o : owners) sim.mm->release_owner(o);
   }
 
-  std::unique_ptr<session_context> session(owner_id owner, bool greet = true) {
+  // `uid`: the peer's, as SO_PEERCRED gave it; 0 (root) is the operator.
+  std::unique_ptr<session_context> session(owner_id owner, bool greet = true, std::uint32_t uid = 0) {
     owners.push_back(owner);
-    clients.add(client_record{.owner = owner, .pid = 0, .uid = 0, .gid = 0, .name = {}}, nullptr);
+    clients.add(client_record{.owner = owner, .pid = static_cast<std::int32_t>(1000 + owner), .uid = uid, .gid = uid,
+                              .name = {}},
+                nullptr);
     auto sink = [this](std::vector<std::uint8_t> bytes) {
       std::lock_guard lock(events_mutex);
       events.push_back(parse(bytes, false));
@@ -56,7 +65,7 @@ struct HandlersTest : ::testing::Test {
     auto ctx = std::make_unique<session_context>(*sim.mm, clients, log, owner, sink);
     if (greet) {
       auto h = call<wire::hello_reply>(*ctx, wire::hello_request{.version = wire::protocol_version,
-                                                                 .client_name = "test"});
+                                                                 .client_name = client_name});
       EXPECT_TRUE(h) << h.err().describe();
     }
     return ctx;
@@ -371,6 +380,213 @@ TEST_F(HandlersTest, CancelledSessionEndsItsBlockingCall) {
   // A read waits for the never-signaled writer fence: only the token ends it.
   auto r = call<wire::cpu_begin_reply>(*a, wire::cpu_begin_request{.buffer = buf, .write = false, .timeout_ms = 0});
   EXPECT_EQ(r.code(), errc::cancelled);
+}
+
+// ---------------------------------------------------------------------------
+// Visibility (issue 9, item 11) and bounded replies (item 8).
+
+// A uid no test runs as: the daemon's own uid in these tests, so only root
+// (uid 0) is the operator unless a test says otherwise.
+constexpr std::uint32_t daemon_uid_of_tests = 4242;
+
+// The reply bytes of a stats request, and the reply decoded.
+struct stats_bytes {
+  std::vector<std::uint8_t> bytes;
+  result<wire::stats_reply> reply = fail(errc::bad_state, "not asked");
+};
+
+TEST(StatsViewTest, OperatorIsRootOrTheDaemonsUidTenantsSeeTheirUidUnknownSeesNothing) {
+  const auto rec = [](std::uint32_t uid) {
+    return std::optional<client_record>(client_record{.owner = 1, .pid = 1, .uid = uid, .gid = uid, .name = {}});
+  };
+  EXPECT_EQ(view_for(rec(0), 1000), stats_view::everything);
+  EXPECT_EQ(view_for(rec(1000), 1000), stats_view::everything);
+  EXPECT_EQ(view_for(rec(1001), 1000), stats_view::tenant);
+  EXPECT_EQ(view_for(rec(65534), 0), stats_view::tenant);
+  EXPECT_EQ(view_for(std::nullopt, 1000), stats_view::tenant) << "no credentials: fail closed";
+  EXPECT_TRUE(visible_to(rec(0), 1000, rec(65534)));
+  EXPECT_TRUE(visible_to(rec(1000), 1000, rec(7)));
+  EXPECT_TRUE(visible_to(rec(7), 1000, rec(7))) << "a tenant sees its own uid's clients";
+  EXPECT_FALSE(visible_to(rec(7), 1000, rec(8)));
+  EXPECT_FALSE(visible_to(rec(7), 1000, rec(0))) << "nor root's";
+  EXPECT_FALSE(visible_to(rec(7), 1000, std::nullopt)) << "nor a client that left";
+  EXPECT_FALSE(visible_to(std::nullopt, 1000, rec(7)));
+}
+
+// Before: every client's stats listed every tenant: the other tenant's
+// client row (name, pid, uid) and its buffers (id, name, size) - the
+// tenant's lists had 4 clients and 3 buffers, not 2 and 2, and the reply
+// held "tenant-b-secret" and "b-private-buffer".
+TEST_F(HandlersTest, StatsShowATenantOnlyItsOwnAndTheOperatorEverything) {
+  client_name = "tenant-a";
+  auto a = session(1, true, 1000);
+  client_name = "tenant-b-secret";
+  auto b = session(2, true, 2000);
+  client_name = "operator";
+  auto op = session(3, true, 0);
+  client_name = "tenant-a-worker";  // another connection of a's uid
+  auto aw = session(4, true, 1000);
+  for (auto* c : {a.get(), b.get(), op.get(), aw.get()}) c->daemon_uid = daemon_uid_of_tests;
+  const buffer_id a1 = alloc(*a, 16 * KiB, {placement::pageable()});
+  const buffer_id a2 = alloc(*aw, 8 * KiB, {placement::vram(0)});
+  auto hidden = call<wire::buffer_reply>(*b, wire::alloc_request{.size = 48 * KiB, .alignment = 0,
+                                                                  .placements = {placement::vram(0)}, .flags = 0,
+                                                                  .name = "b-private-buffer"});
+  ASSERT_TRUE(hidden) << hidden.err().describe();
+
+  // The tenant: its own row and buffers; totals that include b's bytes.
+  const route_outcome out = route_request(*a, wire::stats_request{});
+  const std::string raw(out.reply.bytes.begin(), out.reply.bytes.end());
+  EXPECT_EQ(raw.find("tenant-b-secret"), std::string::npos) << "another tenant's name in the reply";
+  EXPECT_EQ(raw.find("b-private-buffer"), std::string::npos) << "another tenant's buffer name in the reply";
+  EXPECT_EQ(raw.find("operator"), std::string::npos);
+  auto s = wire::decode_reply<wire::stats_reply>(wire::msg_type::stats, parse(out.reply.bytes, false));
+  ASSERT_TRUE(s) << s.err().describe();
+  EXPECT_TRUE(s->tenant_view);
+  ASSERT_EQ(s->clients.size(), 2u) << "its own connection and its uid's other one";
+  EXPECT_EQ(s->clients[0].owner, 1u);
+  EXPECT_EQ(s->clients[0].name, "tenant-a");
+  EXPECT_EQ(s->clients[0].uid, 1000u);
+  EXPECT_EQ(s->clients[0].bytes, 16 * KiB);
+  EXPECT_EQ(s->clients[1].owner, 4u);
+  EXPECT_EQ(s->clients[1].bytes, 8 * KiB);
+  EXPECT_EQ(s->more_clients, 0u) << "a tenant is not told how many others there are";
+  ASSERT_EQ(s->buffers.size(), 2u);
+  for (const auto& buf : s->buffers) {
+    EXPECT_TRUE(buf.owner == 1u || buf.owner == 4u) << buf.owner;
+    EXPECT_NE(buf.id, hidden->buffer);
+    EXPECT_TRUE(buf.id == a1 || buf.id == a2) << buf.id;
+  }
+  EXPECT_EQ(s->more_buffers, 0u);
+  std::uint64_t vram0_used = 0;
+  for (const auto& d : s->domains) {
+    if (d.where == placement::vram(0)) vram0_used = d.used;
+  }
+  EXPECT_GE(vram0_used, 56 * KiB) << "domain totals count every tenant's bytes";
+  EXPECT_FALSE(s->counters.empty());
+
+  // The operator (root): everything, as before.
+  auto all = call<wire::stats_reply>(*op, wire::stats_request{});
+  ASSERT_TRUE(all) << all.err().describe();
+  EXPECT_FALSE(all->tenant_view);
+  EXPECT_EQ(all->clients.size(), 4u);
+  EXPECT_EQ(all->buffers.size(), 3u);
+  bool saw_b = false;
+  for (const auto& c : all->clients) saw_b = saw_b || (c.name == "tenant-b-secret" && c.uid == 2000u);
+  EXPECT_TRUE(saw_b);
+
+  // The daemon's own uid is the operator too; the same tenant b is not
+  // once the daemon runs as someone else.
+  b->daemon_uid = 2000;
+  auto as_daemon = call<wire::stats_reply>(*b, wire::stats_request{});
+  ASSERT_TRUE(as_daemon);
+  EXPECT_FALSE(as_daemon->tenant_view);
+  EXPECT_EQ(as_daemon->buffers.size(), 3u);
+  b->daemon_uid = daemon_uid_of_tests;
+  auto as_tenant = call<wire::stats_reply>(*b, wire::stats_request{});
+  ASSERT_TRUE(as_tenant);
+  EXPECT_TRUE(as_tenant->tenant_view);
+  ASSERT_EQ(as_tenant->buffers.size(), 1u);
+  EXPECT_EQ(as_tenant->buffers[0].id, hidden->buffer);
+}
+
+// A session the registry does not list (credentials unknown) is a tenant.
+TEST_F(HandlersTest, StatsOfAnUnlistedClientIsTheTenantView) {
+  auto a = session(1, true, 0);
+  auto ghost = session(9, true, 0);
+  (void)clients.remove(9);
+  ghost->daemon_uid = daemon_uid_of_tests;
+  alloc(*a, 4 * KiB, {placement::pageable()});
+  auto s = call<wire::stats_reply>(*ghost, wire::stats_request{});
+  ASSERT_TRUE(s);
+  EXPECT_TRUE(s->tenant_view);
+  EXPECT_TRUE(s->clients.empty());
+  EXPECT_TRUE(s->buffers.empty());
+}
+
+// Before: the reply listed every client (2,001 clients: 184,520 bytes, past
+// max_payload) and buffers until a byte budget ran out, without counts.
+TEST_F(HandlersTest, StatsStayOneFrameWithMoreClientsAndBuffersThanTheCaps) {
+  auto op = session(1, true, 0);
+  constexpr std::size_t extra_clients = 2000;
+  for (std::size_t i = 0; i < extra_clients; ++i) {
+    const auto o = static_cast<owner_id>(100 + i);
+    clients.add(client_record{.owner = o, .pid = 7, .uid = 1000, .gid = 1000,
+                              .name = std::string(wire::max_name_bytes, 'c')},
+                nullptr);
+  }
+  constexpr std::size_t buffers = wire::max_stat_buffers + 116;
+  for (std::size_t i = 0; i < buffers; ++i) {
+    auto r = call<wire::buffer_reply>(*op, wire::alloc_request{.size = 4 * KiB, .alignment = 0,
+                                                               .placements = {placement::pageable()}, .flags = 0,
+                                                               .name = std::string(wire::max_name_bytes, 'n')});
+    ASSERT_TRUE(r) << r.err().describe();
+  }
+  const route_outcome out = route_request(*op, wire::stats_request{});
+  EXPECT_LE(out.reply.bytes.size(), wire::header_size + wire::max_payload);
+  auto s = wire::decode_reply<wire::stats_reply>(wire::msg_type::stats, parse(out.reply.bytes, false));
+  ASSERT_TRUE(s) << s.err().describe();
+  EXPECT_EQ(s->clients.size(), wire::max_stat_clients);
+  EXPECT_EQ(s->more_clients, extra_clients + 1 - wire::max_stat_clients);
+  EXPECT_EQ(s->buffers.size(), wire::max_stat_buffers);
+  EXPECT_EQ(s->more_buffers, 116u);
+  EXPECT_TRUE(s->buffers_truncated);
+  std::printf("stats with %zu clients and %zu buffers: %zu bytes\n", extra_clients + 1, buffers,
+              out.reply.bytes.size());
+}
+
+// Before: the 13,000 placements reached the manager and its error reply
+// (78,075 bytes in the issue) named each of them.
+TEST_F(HandlersTest, AllocWithTooManyPlacementsIsAShortInvalidArgument) {
+  auto a = session(1);
+  std::vector<placement> many(13000, placement::vram(0));
+  const route_outcome out = route_request(
+      *a, wire::alloc_request{.size = 4 * KiB, .alignment = 0, .placements = many, .flags = 0, .name = "x"});
+  EXPECT_LT(out.reply.bytes.size(), 256u);
+  auto r = wire::decode_reply<wire::buffer_reply>(wire::msg_type::alloc, parse(out.reply.bytes, false));
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.code(), errc::invalid_argument);
+  EXPECT_NE(r.err().message.find("13000 placements, at most 16"), std::string::npos) << r.err().message;
+  EXPECT_NE(r.err().message.find("placements"), std::string::npos);
+  EXPECT_TRUE(sim.mm->buffers().empty());
+}
+
+// Before: the map reply's range was the daemon's host pointer for the
+// buffer (e.g. 0x7f3a...), far beyond the export's size.
+TEST_F(HandlersTest, MapRepliesCarryOffsetsWithinTheExportNotDaemonAddresses) {
+  auto a = session(1);
+  constexpr std::uint64_t size = 16 * KiB;
+  // A second buffer first, so this one is not at the start of its heap.
+  alloc(*a, 8 * KiB, {placement::pageable()});
+  const buffer_id buf = alloc(*a, size, {placement::pageable()});
+  auto att = call<wire::attach_reply>(*a, wire::attach_request{.buffer = buf, .device = -1,
+                                                               .mode = attach_mode::pinned, .peer_capable = false});
+  ASSERT_TRUE(att) << att.err().describe();
+  auto m = call<wire::map_reply>(*a, wire::map_request{.attachment = att->attachment});
+  ASSERT_TRUE(m) << m.err().describe();
+  ASSERT_EQ(m->ranges.size(), 1u);
+
+  route_outcome ex = route_request(*a, wire::export_request{.id = buf});
+  ASSERT_TRUE(ex.reply.fd);
+  auto e = wire::decode_reply<wire::export_reply>(wire::msg_type::export_fd, parse(ex.reply.bytes, false));
+  ASSERT_TRUE(e) << e.err().describe();
+  const wire::wire_range& r = m->ranges[0];
+  EXPECT_EQ(r.size, size);
+  EXPECT_LT(r.offset, e->size) << "not an offset within the export: " << r.offset;
+  EXPECT_LE(r.offset + r.size, e->size);
+  EXPECT_EQ(e->offset + r.offset, e->offset) << "the one range starts where the export does";
+
+  // Not the daemon's pointer, and it locates the buffer's bytes: what the
+  // daemon writes through its own mapping is at export offset + offset.
+  auto cpu = sim.mm->begin_cpu_access(1, buf, cpu_access_mode::write);
+  ASSERT_TRUE(cpu) << cpu.err().describe();
+  EXPECT_NE(r.offset, reinterpret_cast<std::uint64_t>(cpu->data));
+  std::memset(cpu->data, 0x5a, size);
+  ASSERT_TRUE(sim.mm->end_cpu_access(1, buf));
+  std::vector<std::uint8_t> got(size);
+  ASSERT_EQ(::pread(ex.reply.fd.get(), got.data(), size, static_cast<off_t>(e->offset + r.offset)),
+            static_cast<ssize_t>(size));
+  EXPECT_EQ(got, std::vector<std::uint8_t>(size, 0x5a));
 }
 
 }  // namespace

@@ -7,7 +7,10 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdint>
+#include <cstdio>
 #include <cstring>
+#include <string>
 
 namespace xbuf::wire {
 namespace {
@@ -121,13 +124,13 @@ TEST(ProtocolTest, RepliesCarryBodyOrStatus) {
   EXPECT_EQ(e.code(), errc::out_of_memory);
   EXPECT_EQ(e.err().message, "vram0: full (wanted 1 MiB)");
 
-  map_reply mr{.where = placement::vram(0), .ranges = {{.address = 0x1000, .size = 4096}}, .peer = true,
+  map_reply mr{.where = placement::vram(0), .ranges = {{.offset = 0x1000, .size = 4096}}, .peer = true,
                .reason = "same switch", .generation = 3, .wait_fence = 5};
   auto m = reply_round_trip(msg_type::map, result<map_reply>(mr));
   ASSERT_TRUE(m);
   EXPECT_EQ(m->where, placement::vram(0));
   ASSERT_EQ(m->ranges.size(), 1u);
-  EXPECT_EQ(m->ranges[0].address, 0x1000u);
+  EXPECT_EQ(m->ranges[0].offset, 0x1000u);
   EXPECT_TRUE(m->peer);
   EXPECT_EQ(m->reason, "same switch");
   EXPECT_EQ(m->wait_fence, 5u);
@@ -145,6 +148,8 @@ TEST(ProtocolTest, RepliesCarryBodyOrStatus) {
   EXPECT_EQ(sr->clients[0].pid, 99);
   EXPECT_EQ(sr->buffers[0].fences, 2u);
   EXPECT_EQ(sr->counters[0].value, 4u);
+  EXPECT_FALSE(sr->tenant_view);
+  EXPECT_EQ(sr->more_clients, 0u);
 
   const frame ok = parse_one(encode_reply(msg_type::free, 8, status()), false);
   EXPECT_TRUE(decode_reply<empty_body>(msg_type::free, ok));
@@ -317,6 +322,131 @@ TEST(ProtocolTest, ErrorReplyToUnknownTypeDecodesAsItsStatus) {
   auto d = decode_reply<buffer_reply>(msg_type::alloc, f);
   ASSERT_FALSE(d);
   EXPECT_EQ(d.code(), errc::bad_state);
+}
+
+// ---------------------------------------------------------------------------
+// Every message fits one frame (issue 9, item 8).
+
+// The largest stats reply the caps allow: every list at its cap, every
+// string at its longest, every number at its widest.
+stats_reply worst_case_stats() {
+  stats_reply s;
+  s.backend = std::string(max_stat_label_bytes, 'b');
+  for (std::size_t i = 0; i < max_stat_domains; ++i) {
+    s.domains.push_back({.name = std::string(max_stat_label_bytes, 'd'), .where = placement::vram(7),
+                         .capacity = UINT64_MAX, .used = UINT64_MAX, .delayed_free_bytes = UINT64_MAX,
+                         .buffers = UINT32_MAX});
+  }
+  for (std::size_t i = 0; i < max_stat_clients; ++i) {
+    s.clients.push_back({.owner = UINT32_MAX, .pid = -1, .uid = UINT32_MAX,
+                         .name = std::string(max_name_bytes, 'c'), .bytes = UINT64_MAX, .buffers = UINT32_MAX});
+  }
+  for (std::size_t i = 0; i < max_stat_buffers; ++i) {
+    s.buffers.push_back({.id = UINT64_MAX, .owner = UINT32_MAX, .name = std::string(max_name_bytes, 'n'),
+                         .size = UINT64_MAX, .where = placement::pinned(), .attachments = UINT32_MAX, .pins = -1,
+                         .fences = UINT32_MAX, .generation = UINT64_MAX, .lost = true});
+  }
+  for (std::size_t i = 0; i < max_stat_counters; ++i) {
+    s.counters.push_back({.name = std::string(max_stat_label_bytes, 'k'), .value = UINT64_MAX});
+  }
+  s.buffers_truncated = true;
+  s.tenant_view = true;
+  s.more_clients = UINT32_MAX;
+  s.more_buffers = UINT32_MAX;
+  return s;
+}
+
+// Before: no caps - with 2,001 clients the reply was 184,520 bytes, more
+// than max_payload, and every client's parser refused it. Now the worst
+// case the caps allow is computed from the field sizes (static_asserted
+// below one frame) and this checks the computation against the encoder.
+TEST(ProtocolTest, WorstCaseStatsReplyIsTheComputedSizeAndFitsOneFrame) {
+  const bytes b = encode_reply(msg_type::stats, 3, result<stats_reply>(worst_case_stats()));
+  ASSERT_GE(b.size(), header_size);
+  EXPECT_EQ(b.size() - header_size, stats_reply_max_bytes)
+      << "a stats row changed: update wire_size in protocol.hpp";
+  EXPECT_LE(stats_reply_max_bytes, max_payload);
+  std::printf("worst-case stats reply: %zu bytes of %zu (%zu clients, %zu buffers)\n", stats_reply_max_bytes,
+              max_payload, max_stat_clients, max_stat_buffers);
+  auto d = decode_reply<stats_reply>(msg_type::stats, parse_one(b, false));
+  ASSERT_TRUE(d) << d.err().describe();
+  EXPECT_EQ(d->clients.size(), max_stat_clients);
+  EXPECT_EQ(d->buffers.size(), max_stat_buffers);
+  EXPECT_EQ(d->more_buffers, UINT32_MAX);
+}
+
+// Before: encode_reply framed whatever it was given; a reply past
+// max_payload went out as a frame every client must reject (or tripped the
+// assert in a debug build). Now it becomes an error reply that fits.
+TEST(ProtocolTest, ABodyThatWouldNotFitBecomesAnErrorReply) {
+  stats_reply s;
+  for (int i = 0; i < 2001; ++i) {
+    s.clients.push_back({.owner = static_cast<std::uint32_t>(i), .pid = i, .uid = 1000,
+                         .name = std::string(64, 'x'), .bytes = 4096, .buffers = 1});
+  }
+  const bytes b = encode_reply(msg_type::stats, 9, result<stats_reply>(s));
+  ASSERT_LE(b.size(), header_size + max_payload);
+  auto d = decode_reply<stats_reply>(msg_type::stats, parse_one(b, false));
+  ASSERT_FALSE(d);
+  EXPECT_EQ(d.code(), errc::io_error);
+  EXPECT_NE(d.err().message.find("more than one frame holds"), std::string::npos) << d.err().message;
+}
+
+// Before: an error message was sent whole - 13,000 placements named in an
+// out_of_memory message made a 78,075-byte reply.
+TEST(ProtocolTest, LongErrorMessagesAreCutToFitOneFrame) {
+  const std::string huge(100'000, 'm');
+  const bytes b = encode_reply(msg_type::alloc, 4, result<buffer_reply>(fail(errc::out_of_memory, huge)));
+  ASSERT_LE(b.size(), header_size + max_payload);
+  auto d = decode_reply<buffer_reply>(msg_type::alloc, parse_one(b, false));
+  ASSERT_FALSE(d);
+  EXPECT_EQ(d.code(), errc::out_of_memory);
+  EXPECT_EQ(d.err().message.size(), max_error_message_bytes + 3);
+  EXPECT_EQ(d.err().message.substr(max_error_message_bytes), "...");
+  const bytes e = encode_error_reply(static_cast<std::uint16_t>(msg_type::free), 5, error(errc::not_found, huge));
+  EXPECT_LE(e.size(), header_size + max_payload);
+}
+
+template <class M>
+result<M> decode_request(const M& m) {
+  return decode_message<M>(parse_one(encode_message(11, m), true));
+}
+
+// Before: requests had no caps; the 13,000 placements decoded and the
+// manager's error named each of them.
+TEST(ProtocolTest, RequestsPastTheirCapsAreInvalidArgumentNamingTheField) {
+  alloc_request a{.size = 4096, .alignment = 0, .placements = {}, .flags = 0, .name = "x"};
+  a.placements.assign(13000, placement::pageable());
+  auto r = decode_request(a);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.code(), errc::invalid_argument);
+  EXPECT_EQ(r.err().message, "alloc: 13000 placements, at most 16 (field 'placements')");
+  a.placements.resize(max_placements);
+  EXPECT_TRUE(decode_request(a)) << "the cap itself is allowed";
+
+  a.name = std::string(max_name_bytes + 1, 'n');
+  r = decode_request(a);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.code(), errc::invalid_argument);
+  EXPECT_NE(r.err().message.find("field 'name'"), std::string::npos) << r.err().message;
+  a.name.resize(max_name_bytes);
+  EXPECT_TRUE(decode_request(a));
+
+  validate_request v;
+  v.buffers.assign(max_validate_buffers + 1, 7);
+  auto vr = decode_request(v);
+  ASSERT_FALSE(vr);
+  EXPECT_EQ(vr.code(), errc::invalid_argument);
+  EXPECT_NE(vr.err().message.find("validate: 1025 buffers, at most 1024"), std::string::npos) << vr.err().message;
+  v.buffers.resize(max_validate_buffers);
+  EXPECT_TRUE(decode_request(v));
+
+  hello_request h{.version = protocol_version, .client_name = std::string(max_client_name_bytes + 1, 'h')};
+  auto hr = decode_request(h);
+  ASSERT_FALSE(hr);
+  EXPECT_NE(hr.err().message.find("field 'client_name'"), std::string::npos) << hr.err().message;
+  h.client_name.resize(max_client_name_bytes);
+  EXPECT_TRUE(decode_request(h));
 }
 
 }  // namespace
