@@ -22,12 +22,15 @@ echo "== xbuf topo (this machine) =="
 build/bin/xbuf topo || true
 echo
 
-socket="$(mktemp -u /tmp/xbuf-run-XXXXXX.sock)"
+# A directory of our own (mode 0700): xbufd refuses a socket in a directory
+# another user could write to.
+rundir="$(mktemp -d /tmp/xbuf-run-XXXXXX)"
+socket="$rundir/xbuf.sock"
 echo "== xbufd on $socket (Ctrl-C stops everything) =="
 build/bin/xbufd --socket "$socket" --backend auto --sim-devices 2 --sim-vram 32M \
   --stats-interval 2 &
 daemon=$!
-trap 'kill -TERM $daemon 2>/dev/null || true; wait $daemon 2>/dev/null || true' EXIT
+trap 'kill -TERM $daemon 2>/dev/null || true; wait $daemon 2>/dev/null || true; rm -rf "$rundir"' EXIT
 for _ in $(seq 50); do [ -S "$socket" ] && break; sleep 0.1; done
 
 build/bin/xbuf demo --socket "$socket" --seconds "$seconds" --name job-a &
