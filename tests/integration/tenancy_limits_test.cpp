@@ -40,6 +40,7 @@
 
 #include "client/remote_client.hpp"
 #include "server/protocol.hpp"
+#include "tests/integration/daemon_process.hpp"
 
 namespace xbuf {
 namespace {
@@ -47,22 +48,13 @@ namespace {
 using client::connect_options;
 using client::remote_client;
 using namespace std::chrono_literals;
+using test::count_lines_with;
+using test::daemon_process;
+using test::daemon_spec;
+using test::raw_connect;
+using test::read_file;
 
 constexpr uid_t nobody = 65534;
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-std::size_t count_lines_with(const std::string& text, const std::string& what) {
-  std::size_t n = 0;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) n += line.find(what) != std::string::npos ? 1 : 0;
-  return n;
-}
 
 // Resident set of a process, from /proc.
 std::uint64_t rss_kib(pid_t pid) {
@@ -101,18 +93,6 @@ std::size_t open_fds(pid_t pid) {
   return n;
 }
 
-int raw_connect(const std::string& path) {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd >= 0 && ::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  return fd;
-}
-
 bool send_all(int fd, const std::vector<std::uint8_t>& bytes) {
   std::size_t off = 0;
   while (off < bytes.size()) {
@@ -138,118 +118,6 @@ std::optional<std::size_t> drain_to_eof(int fd, std::chrono::seconds limit) {
   }
   return std::nullopt;
 }
-
-// One xbufd process with the sim backend, started the way a test needs it.
-struct daemon_spec {
-  std::vector<std::string> args;         // after --backend sim
-  std::optional<std::string> socket;     // --socket; nothing: the default path
-  std::optional<rlim_t> nofile;          // RLIMIT_NOFILE (soft and hard) of the daemon
-  std::optional<uid_t> uid;              // run as this uid (needs root)
-  std::vector<std::pair<std::string, std::optional<std::string>>> env;  // set or unset
-};
-
-class daemon_process {
- public:
-  daemon_process(daemon_spec spec, const std::string& log) : spec_(std::move(spec)), log_(log) {
-    const std::string bin = std::string(XBUF_BIN_DIR) + "/xbufd";
-    pid_ = ::fork();
-    if (pid_ != 0) return;
-    const int fd = ::open(log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd >= 0) {
-      ::dup2(fd, 1);
-      ::dup2(fd, 2);
-    }
-    for (auto& [k, v] : spec_.env) {
-      if (v) ::setenv(k.c_str(), v->c_str(), 1);
-      else ::unsetenv(k.c_str());
-    }
-    if (spec_.nofile) {
-      rlimit rl{*spec_.nofile, *spec_.nofile};
-      if (::setrlimit(RLIMIT_NOFILE, &rl) != 0) ::_exit(126);
-    }
-    if (spec_.uid && (::setgid(*spec_.uid) != 0 || ::setuid(*spec_.uid) != 0)) ::_exit(125);
-    std::vector<std::string> args{"xbufd", "--backend", "sim", "--sim-vram", "1M", "--pinned", "4M"};
-    if (spec_.socket) {
-      args.push_back("--socket");
-      args.push_back(*spec_.socket);
-    }
-    for (auto& a : spec_.args) args.push_back(a);
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    ::execv(bin.c_str(), argv.data());
-    std::perror("exec xbufd");
-    ::_exit(127);
-  }
-  daemon_process(const daemon_process&) = delete;
-  daemon_process& operator=(const daemon_process&) = delete;
-
-  ~daemon_process() { stop(); }
-
-  pid_t pid() const { return pid_; }
-  std::string log() const { return read_file(log_); }
-
-  // Waits until a client can say hello (then until that probe's session is
-  // gone, so it takes no slot). False if the daemon exited or took too long.
-  bool wait_up(const std::string& socket, const connect_options& opt = {}) {
-    const auto deadline = std::chrono::steady_clock::now() + 20s;
-    while (std::chrono::steady_clock::now() < deadline) {
-      if (exited()) return false;
-      if (auto c = remote_client::connect(socket, "probe", opt)) break;
-      std::this_thread::sleep_for(20ms);
-    }
-    return wait_log("disconnected", 1, 20s);
-  }
-
-  // Waits for `n` lines containing `what`.
-  bool wait_log(const std::string& what, std::size_t n = 1, std::chrono::seconds limit = 20s) const {
-    const auto deadline = std::chrono::steady_clock::now() + limit;
-    while (std::chrono::steady_clock::now() < deadline) {
-      if (count_lines_with(log(), what) >= n) return true;
-      std::this_thread::sleep_for(20ms);
-    }
-    return false;
-  }
-
-  // The exit status if the daemon exited within `limit`.
-  std::optional<int> wait_exit(std::chrono::seconds limit) {
-    const auto deadline = std::chrono::steady_clock::now() + limit;
-    while (std::chrono::steady_clock::now() < deadline) {
-      if (exited()) return status_;
-      std::this_thread::sleep_for(10ms);
-    }
-    return std::nullopt;
-  }
-
-  // SIGTERM, then the exit status (SIGKILL after 20 s).
-  int stop() {
-    if (pid_ <= 0) return status_;
-    if (!exited()) {
-      ::kill(pid_, SIGTERM);
-      if (!wait_exit(20s)) {
-        ::kill(pid_, SIGKILL);
-        ::waitpid(pid_, &status_, 0);
-        pid_ = -1;
-      }
-    }
-    return status_;
-  }
-
- private:
-  bool exited() {
-    if (pid_ <= 0) return true;
-    if (::waitpid(pid_, &status_, WNOHANG) == pid_) {
-      pid_ = -1;
-      return true;
-    }
-    return false;
-  }
-
-  daemon_spec spec_;
-  std::string log_;
-  pid_t pid_ = -1;
-  int status_ = 0;
-};
 
 class TenancyTest : public ::testing::Test {
  protected:

@@ -33,22 +33,17 @@
 
 #include "client/remote_client.hpp"
 #include "server/protocol.hpp"
+#include "tests/integration/daemon_process.hpp"
 
 namespace xbuf {
 namespace {
 
 using client::remote_client;
 using namespace std::chrono_literals;
+using test::read_file;
 
 constexpr std::uint64_t KiB = 1024;
 constexpr uid_t nobody = 65534;
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 // Everything a command prints on stdout, and its exit status.
 std::pair<std::string, int> run_command(const std::string& cmd) {
@@ -72,52 +67,17 @@ class VisibilityTest : public ::testing::Test {
     ASSERT_EQ(::chmod(dir_.c_str(), 0755), 0);
     socket_ = dir_ + "/xbuf.sock";
     log_ = dir_ + "/xbufd.log";
-    const std::string bin = std::string(XBUF_BIN_DIR) + "/xbufd";
-    pid_ = ::fork();
-    ASSERT_GE(pid_, 0);
-    if (pid_ == 0) {
-      const int fd = ::open(log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      if (fd >= 0) {
-        ::dup2(fd, 1);
-        ::dup2(fd, 2);
-      }
-      std::vector<std::string> args{"xbufd",       "--socket", socket_, "--backend",   "sim", "--sim-vram",
-                                    "1M",          "--pinned", "4M",    "--pageable", "16M", "--socket-mode",
-                                    "0666"};
-      std::vector<char*> argv;
-      for (auto& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      ::execv(bin.c_str(), argv.data());
-      std::perror("exec xbufd");
-      ::_exit(127);
-    }
-    const auto deadline = std::chrono::steady_clock::now() + 20s;
-    while (std::chrono::steady_clock::now() < deadline) {
-      if (auto c = remote_client::connect(socket_, "probe")) return;
-      int st = 0;
-      if (::waitpid(pid_, &st, WNOHANG) == pid_) {
-        pid_ = -1;
-        FAIL() << "xbufd exited early; log:\n" << read_file(log_);
-      }
-      std::this_thread::sleep_for(20ms);
-    }
-    FAIL() << "xbufd did not come up on " << socket_ << "; log:\n" << read_file(log_);
+    test::daemon_spec spec{.args = {"--pageable", "16M", "--socket-mode", "0666"}, .socket = socket_,
+                           .nofile = {}, .uid = {}, .env = {}};
+    daemon_ = std::make_unique<test::daemon_process>(std::move(spec), log_);
+    ASSERT_TRUE(daemon_->wait_up(socket_)) << "xbufd did not come up on " << socket_ << "; log:\n"
+                                           << read_file(log_);
   }
 
   void TearDown() override {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGTERM);
-      int st = 0;
-      const auto deadline = std::chrono::steady_clock::now() + 20s;
-      pid_t r = 0;
-      while ((r = ::waitpid(pid_, &st, WNOHANG)) == 0 && std::chrono::steady_clock::now() < deadline) {
-        std::this_thread::sleep_for(10ms);
-      }
-      if (r == 0) {
-        ::kill(pid_, SIGKILL);
-        ::waitpid(pid_, &st, 0);
-        ADD_FAILURE() << "xbufd ignored SIGTERM";
-      }
+    if (daemon_) {
+      const int st = daemon_->stop();
+      EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << "xbufd status " << st;
     }
     if (HasFailure() && !dir_.empty()) std::fprintf(stderr, "xbufd log:\n%s\n", read_file(log_).c_str());
     if (!dir_.empty()) std::system(("rm -rf '" + dir_ + "'").c_str());
@@ -132,7 +92,7 @@ class VisibilityTest : public ::testing::Test {
   std::string xbuf_stat() const { return std::string(XBUF_BIN_DIR) + "/xbuf stat --socket " + socket_; }
 
   std::string dir_, socket_, log_;
-  pid_t pid_ = -1;
+  std::unique_ptr<test::daemon_process> daemon_;
 };
 
 // A client process running as uid 65534: connects, allocates a buffer named
