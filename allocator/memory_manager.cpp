@@ -26,6 +26,7 @@
 #include "allocator/detail/manager_names.hpp"
 #include "allocator/host_heap.hpp"
 #include "allocator/vram_heap.hpp"
+#include "core/fence_join.hpp"
 #include "core/guarded.hpp"
 
 namespace xbuf {
@@ -175,8 +176,17 @@ result<pending_cpu_access> memory_manager::start_cpu_access(owner_id owner, buff
   return guarded(who, "start_cpu_access",
                  [&] { return start_cpu_access_unguarded(owner, id, mode, timeout, cancel); });
 }
-result<exported_memory> memory_manager::export_fd(owner_id owner, buffer_id id) {
-  return guarded(who, "export", [&] { return export_fd_unguarded(owner, id); });
+result<exported_memory> memory_manager::export_fd(owner_id owner, buffer_id id,
+                                                  fence_clock::duration timeout) {
+  return guarded(who, "export", [&] { return export_fd_unguarded(owner, id, timeout); });
+}
+result<fence_ptr> memory_manager::pending_moves(owner_id owner, buffer_id id) {
+  return guarded(who, "pending_moves", [&]() -> result<fence_ptr> {
+    mutex_lock lock(mutex_);
+    auto buf = find_locked(owner, id);
+    if (!buf) return detail::unknown_buffer(owner, id);
+    return join(buf->resv.fences(fence_usage::kernel));
+  });
 }
 result<buffer_info> memory_manager::info(owner_id owner, buffer_id id) const {
   return guarded(who, "info", [&] { return info_unguarded(owner, id); });
@@ -265,7 +275,8 @@ status memory_manager::share_unguarded(owner_id owner, buffer_id id, owner_id wi
   return ok();
 }
 
-result<exported_memory> memory_manager::export_fd_unguarded(owner_id owner, buffer_id id) {
+result<exported_memory> memory_manager::export_fd_unguarded(owner_id owner, buffer_id id,
+                                                            fence_clock::duration timeout) {
   auto locked = lock_buffer(owner, id);
   if (!locked) return std::move(locked).err();
   auto& buf = locked->buf;
@@ -285,7 +296,7 @@ result<exported_memory> memory_manager::export_fd_unguarded(owner_id owner, buff
   // Whoever maps the fd uses the bytes at once, with no fence to wait for:
   // a pending clear or move (KERNEL fences) must be done first. The lock
   // holds new moves back; the wait needs no lock of ours.
-  if (auto s = buf->resv.wait(fence_usage::kernel, default_move_timeout); !s) {
+  if (auto s = buf->resv.wait(fence_usage::kernel, timeout); !s) {
     return std::move(s).err().prefixed("export " + buffer_name(id) + ": waiting for its move or clear");
   }
   mutex_lock lock(mutex_);

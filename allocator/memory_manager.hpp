@@ -303,7 +303,15 @@ class memory_manager {
   // Exports the buffer's memory as a new fd (the caller owns it), once its
   // pending move or clear is done (the receiver has no fence to wait for).
   // Errors: not_found, and the backend's (unsupported without fd backing).
-  result<exported_memory> export_fd(owner_id owner, buffer_id id);
+  // `timeout` bounds the wait for that move or clear (zero: only test;
+  // timed_out when it is still running).
+  result<exported_memory> export_fd(owner_id owner, buffer_id id,
+                                    fence_clock::duration timeout = default_move_timeout);
+
+  // The fence of the buffer's moves and clears still running (its KERNEL
+  // fences), a signaled stub when none: what export and a fresh mapping
+  // wait for, for callers that wait their own way. Errors: not_found.
+  result<fence_ptr> pending_moves(owner_id owner, buffer_id id);
 
   // Errors: not_found.
   result<buffer_info> info(owner_id owner, buffer_id id) const;
@@ -359,7 +367,7 @@ class memory_manager {
                                                         cpu_access_mode mode,
                                                         fence_clock::duration timeout,
                                                         const cancel_token* cancel);
-  result<exported_memory> export_fd_unguarded(owner_id owner, buffer_id id);
+  result<exported_memory> export_fd_unguarded(owner_id owner, buffer_id id, fence_clock::duration timeout);
   result<buffer_info> info_unguarded(owner_id owner, buffer_id id) const;
 
   // --- lookups (memory_manager.cpp) ---

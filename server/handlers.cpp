@@ -200,10 +200,21 @@ status share(session_context& ctx, const wire::share_request& m) {
   return ctx.mm.share(ctx.owner, m.buffer, m.with);
 }
 
-result<export_result> export_buffer(session_context& ctx, const wire::export_request& m) {
-  auto r = ctx.mm.export_fd(ctx.owner, m.id);
+result<reply_or_wait<export_result>> export_buffer(session_context& ctx, const wire::export_request& m) {
+  if (!ctx.rerun) ctx.rerun.emplace().deadline = deadline_after(ctx.alloc_wait);
+  // A move or clear of the buffer may be waiting for other work (a client's
+  // fence): never wait for it on the pool - hand it to the session.
+  auto r = ctx.mm.export_fd(ctx.owner, m.id, fence_clock::duration::zero());
+  if (!r && r.code() == errc::timed_out && !ctx.cancel.cancelled() && fence_clock::now() < ctx.rerun->deadline) {
+    if (auto pending = ctx.mm.pending_moves(ctx.owner, m.id)) {
+      return reply_or_wait<export_result>(fence_wait{
+          .fence = *pending, .id = 0, .timeout_ms = ms_until(ctx.rerun->deadline), .rerun = true});
+    }
+  }
+  ctx.rerun.reset();
   if (!r) return std::move(r).err();
-  return export_result{.body = {.offset = r->offset, .size = r->size, .kind = r->kind}, .fd = unique_fd(r->fd)};
+  return reply_or_wait<export_result>(
+      export_result{.body = {.offset = r->offset, .size = r->size, .kind = r->kind}, .fd = unique_fd(r->fd)});
 }
 
 result<wire::attach_reply> attach(session_context& ctx, const wire::attach_request& m) {

@@ -180,7 +180,9 @@ struct export_result {
   wire::export_reply body;
   unique_fd fd;
 };
-result<export_result> export_buffer(session_context& ctx, const wire::export_request& m);
+// Waits for the buffer's running move or clear on the session (rerun), not
+// on the pool.
+result<reply_or_wait<export_result>> export_buffer(session_context& ctx, const wire::export_request& m);
 
 // Dynamic attachments report moves as move_notify events.
 result<wire::attach_reply> attach(session_context& ctx, const wire::attach_request& m);

@@ -17,6 +17,8 @@
 #include <memory>
 #include <mutex>
 #include <set>
+#include <optional>
+#include <thread>
 #include <vector>
 
 #include "server/stats.hpp"
@@ -279,6 +281,37 @@ TEST_F(HandlersTest, ClientFencesSignalWaitAndReportOnce) {
   ASSERT_TRUE(done) << done.err().describe();
   EXPECT_EQ(done->fence_error, -EIO);
   EXPECT_EQ(events_of_type(wire::msg_type::fence_signaled), 1u);
+}
+
+// A buffer being evicted behind its client's fence: exporting it must not
+// hold a pool thread until that fence signals (no shared thread waits for
+// a client). The handler hands the session the move's fence instead.
+TEST_F(HandlersTest, ExportOfABufferWhoseMoveWaitsForAClientIsHandedToTheSession) {
+  auto a = session(1);
+  auto b = session(2);
+  const buffer_id busy = alloc(*a, 1024 * KiB, {placement::vram(0), placement::pageable()});
+  auto f = call<wire::fence_reply>(*a, wire::add_client_fence_request{.buffer = busy, .usage = fence_usage::read,
+                                                                       .deadline_ms = 0});
+  ASSERT_TRUE(f) << f.err().describe();
+  // b needs vram0: a's buffer is moved out, pipelined after a's fence.
+  std::optional<route_outcome> bs;
+  std::thread pusher([&] {
+    bs = route_request(*b, wire::alloc_request{.size = 512 * KiB, .alignment = 0,
+                                               .placements = {placement::vram(0)}, .flags = 0, .name = "b"});
+  });
+  for (int i = 0; i < 10000 && sim.domain("vram0").delayed_free_bytes == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  ASSERT_GT(sim.domain("vram0").delayed_free_bytes, 0u) << "the eviction never started";
+  const wire::frame ex = parse(wire::encode_message(5, wire::export_request{.id = busy}), true);
+  route_outcome out = run_route(find_route(ex.header.type), *a, ex);
+  ASSERT_TRUE(out.wait) << "export waited for the client's fence on the calling thread";
+  EXPECT_TRUE(out.wait->rerun);
+  EXPECT_FALSE(out.wait->fence->is_signaled());
+  EXPECT_TRUE(call<wire::empty_body>(*a, wire::signal_client_fence_request{.fence = f->fence, .error = 0}));
+  ASSERT_TRUE(out.wait->fence->wait(std::chrono::seconds(20)));
+  route_outcome again = run_route(find_route(ex.header.type), *a, ex);
+  ASSERT_FALSE(again.wait);
+  EXPECT_TRUE(again.reply.fd) << "the rerun exports, once the move is done";
+  pusher.join();
 }
 
 TEST_F(HandlersTest, HandlerErrorsBecomeTheirWireStatus) {
