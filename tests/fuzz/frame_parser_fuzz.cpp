@@ -20,8 +20,9 @@
 //       reports a parser that reads past the bytes it was given.
 //   Every complete frame is decoded as its own message (request, reply or
 //   event) and, to reach the decoders with payloads of every shape, as one
-//   more message type that the seed picks. A decode either succeeds or
-//   fails with protocol_error naming the message; a success re-encodes to
+//   more message type that the seed picks. A decode either succeeds, or
+//   fails with protocol_error naming the message, or (a well-formed
+//   message past a cap) with invalid_argument naming the field; a success re-encodes to
 //   the same bytes wherever the codec is canonical (every request and
 //   event; a reply whose status message is empty, or an error status).
 //
@@ -110,10 +111,16 @@ void check_message(const wire::frame& original) {
   f.header.type = static_cast<std::uint16_t>(M::type);
   auto r = wire::decode_message<M>(f);
   if (!r) {
-    expect(r.code() == errc::protocol_error,
-           "decode_message failed with a code other than protocol_error");
+    // protocol_error for bytes that are not the message; invalid_argument
+    // for a well-formed message past one of its caps, naming the field.
+    expect(r.code() == errc::protocol_error || r.code() == errc::invalid_argument,
+           "decode_message failed with a code other than protocol_error or invalid_argument");
     expect(starts_with(r.err().message, wire::type_name(f.header.type) + ": "),
            "decode error does not name the message: " + r.err().message);
+    if (r.code() == errc::invalid_argument) {
+      expect(r.err().message.find("(field '") != std::string::npos,
+             "a cap error does not name its field: " + r.err().message);
+    }
     return;
   }
   // Canonical: bools are 0/1, enums in range, counts exact, nothing trailing.

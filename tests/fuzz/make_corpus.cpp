@@ -165,6 +165,12 @@ void frame_parser_seeds(const std::filesystem::path& dir) {
         parser_input(true, 17, wire::encode_frame(3, 18, {1, 0, 0, 0, 0, 0, 0, 0, 9})));
   write(dir, "req-bad-enum", parser_input(true, 18, patched(attach, wire::header_size + 12, 7)));
   write(dir, "req-bad-bool", parser_input(true, 19, patched(attach, wire::header_size + 13, 2)));
+  // Well-formed but past a cap: invalid_argument naming the field.
+  write(dir, "req-over-cap",
+        parser_input(true, 20,
+                     wire::encode_message(
+                         1, wire::hello_request{
+                                .client_name = std::string(wire::max_client_name_bytes + 1, 'n')})));
 
   const wire::map_reply mapped{.where = placement::vram(1),
                                .ranges = {{0x1000, 4096}, {0x9000, 8192}},
