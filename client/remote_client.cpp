@@ -64,7 +64,7 @@ remote_client::remote_client(int fd) : fd_(fd), parser_(std::make_unique<wire::f
 remote_client::remote_client(remote_client&& o) noexcept
     : fd_(std::exchange(o.fd_, -1)), owner_(o.owner_), next_id_(o.next_id_), parser_(std::move(o.parser_)),
       fds_(std::exchange(o.fds_, {})), broken_(std::move(o.broken_)), move_notify_(std::move(o.move_notify_)),
-      fence_signaled_(std::move(o.fence_signaled_)) {}
+      fence_signaled_(std::move(o.fence_signaled_)), memory_pressure_(std::move(o.memory_pressure_)) {}
 
 remote_client& remote_client::operator=(remote_client&& o) noexcept {
   if (this != &o) {
@@ -78,6 +78,7 @@ remote_client& remote_client::operator=(remote_client&& o) noexcept {
     broken_ = std::move(o.broken_);
     move_notify_ = std::move(o.move_notify_);
     fence_signaled_ = std::move(o.fence_signaled_);
+    memory_pressure_ = std::move(o.memory_pressure_);
   }
   return *this;
 }
@@ -187,6 +188,11 @@ bool remote_client::dispatch_event(const wire::frame& f) {
   if (f.header.type == static_cast<std::uint16_t>(wire::msg_type::fence_signaled)) {
     auto e = wire::decode_message<wire::fence_signaled_event>(f);
     if (e && fence_signaled_) fence_signaled_(*e);
+    return true;
+  }
+  if (f.header.type == static_cast<std::uint16_t>(wire::msg_type::memory_pressure)) {
+    auto e = wire::decode_message<wire::memory_pressure_event>(f);
+    if (e && memory_pressure_) memory_pressure_(*e);
     return true;
   }
   return false;

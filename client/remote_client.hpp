@@ -5,7 +5,7 @@
 // Overview
 //   A synchronous client over the daemon's Unix socket: each method sends
 //   one request and reads until its reply arrives, dispatching any events
-//   (move_notify, fence_signaled) that come first to the callbacks. Between
+//   (move_notify, fence_signaled, memory_pressure) that come first to the callbacks. Between
 //   requests, poll_events() reads pending events. The reply to export_fd
 //   carries an fd (SCM_RIGHTS), handed to the caller.
 //
@@ -46,6 +46,7 @@ struct exported_buffer {
 
 using move_notify_callback = std::function<void(const wire::move_notify_event&)>;
 using fence_signaled_callback = std::function<void(const wire::fence_signaled_event&)>;
+using memory_pressure_callback = std::function<void(const wire::memory_pressure_event&)>;
 
 // Who may answer on the socket. Whoever can bind the path first receives
 // the client's hello and everything after it, so the client checks the
@@ -100,6 +101,7 @@ class remote_client {
 
   void on_move_notify(move_notify_callback cb) { move_notify_ = std::move(cb); }
   void on_fence_signaled(fence_signaled_callback cb) { fence_signaled_ = std::move(cb); }
+  void on_memory_pressure(memory_pressure_callback cb) { memory_pressure_ = std::move(cb); }
   // Reads events for up to timeout_ms (0 = only what is already there) and
   // dispatches them. Returns how many were dispatched.
   result<std::size_t> poll_events(int timeout_ms);
@@ -128,6 +130,7 @@ class remote_client {
   std::optional<error> broken_;
   move_notify_callback move_notify_;
   fence_signaled_callback fence_signaled_;
+  memory_pressure_callback memory_pressure_;
 };
 
 }  // namespace xbuf::client

@@ -10,7 +10,8 @@
 #               allocator/ and backends/
 #   server/     anything below it, and server/
 #   client/     anything below server, client/, and of server/ only
-#               server/protocol.hpp
+#               server/protocol.hpp (the wire) and server/stats.hpp (the
+#               embedded allocator reports stats as the daemon does)
 #   bench/      like client/
 #   tests/X/    what X/ may include, plus tests/ and (for tests/server,
 #               tests/integration and tests/fuzz, which drive the daemon's
@@ -31,7 +32,7 @@ allowed_for() {  # folder path relative to root -> allowed top-level folders
     p2p/allocator_bridge.*)     echo "core backends allocator p2p" ;;
     p2p/*)                      echo "core p2p" ;;
     server/*)                   echo "$below_server server" ;;
-    client/*|bench/*)           echo "$below_server client server/protocol.hpp" ;;
+    client/*|bench/*)           echo "$below_server client server/protocol.hpp server/stats.hpp" ;;
     tests/server/*|tests/integration/*|tests/fuzz/*) echo "$below_server client server tests" ;;
     tests/client/*|tests/common/*|tests/stress/*)
                                 echo "$below_server client server/protocol.hpp tests" ;;

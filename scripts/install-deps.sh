@@ -6,6 +6,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake ninja-build pkg-config
+  binutils                   # readelf, nm, c++filt: libxbuf.so's SONAME and exports (scripts/check-install.sh)
   clang                      # -Wthread-safety build and the fuzzers; TSan/ASan builds use gcc
   libclang-rt-14-dev         # clang's sanitizer and libFuzzer runtimes (tests/fuzz)
   libhwloc-dev hwloc-nox     # topology (live machine and XML)
@@ -14,6 +15,7 @@ packages=(
   libgtest-dev libgmock-dev  # GoogleTest
   libbenchmark-dev           # Google Benchmark (bench/)
   libamdhip64-dev            # HIP headers and runtime: the HIP backend builds and reports "no device"
+  python3 python3-pytest     # the Python binding's tests (scripts/check-python.sh)
 )
 
 missing=()

@@ -34,3 +34,11 @@ export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 ctest_args=(--test-dir "$dir" --output-on-failure -j "$jobs" --timeout 600)
 [ -n "$labels" ] && ctest_args+=(-L "$labels")
 ctest "${ctest_args[@]}"
+
+# The installed libxbuf as a framework uses it (SONAME, exports, the
+# CMake and pkg-config packages), and the Python binding over it against a
+# real xbufd; once, on the plain build.
+if [ -z "$sanitize" ]; then
+  scripts/check-install.sh "$dir"
+  scripts/check-python.sh "$dir"
+fi

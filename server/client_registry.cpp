@@ -8,14 +8,14 @@ namespace xbuf::server {
 void client_registry::add(client_record record, cancel_hook cancel) {
   const owner_id owner = record.owner;
   xbuf::mutex_lock lock(mutex_);
-  clients_[owner] = entry{std::move(record), std::move(cancel)};
+  clients_[owner] = entry{std::move(record), std::move(cancel), {}};
 }
 
 bool client_registry::try_add(client_record record, cancel_hook cancel, std::size_t limit) {
   const owner_id owner = record.owner;
   xbuf::mutex_lock lock(mutex_);
   if (clients_.size() >= limit && !clients_.contains(owner)) return false;
-  clients_[owner] = entry{std::move(record), std::move(cancel)};
+  clients_[owner] = entry{std::move(record), std::move(cancel), {}};
   return true;
 }
 
@@ -55,6 +55,22 @@ void client_registry::cancel_all() {
     }
   }
   for (auto& h : hooks) h();
+}
+
+void client_registry::set_events(owner_id owner, event_sink events) {
+  xbuf::mutex_lock lock(mutex_);
+  if (auto it = clients_.find(owner); it != clients_.end()) it->second.events = std::move(events);
+}
+
+void client_registry::post_to_all(const std::vector<std::uint8_t>& frame) const {
+  std::vector<event_sink> sinks;
+  {
+    xbuf::mutex_lock lock(mutex_);
+    for (const auto& [owner, e] : clients_) {
+      if (e.events) sinks.push_back(e.events);
+    }
+  }
+  for (auto& s : sinks) s(frame);
 }
 
 }  // namespace xbuf::server

@@ -33,6 +33,7 @@
 #include "allocator/buffer.hpp"
 #include "core/mutex.hpp"
 #include "core/thread_annotations.hpp"
+#include "server/event_sink.hpp"
 
 namespace xbuf::server {
 
@@ -66,11 +67,18 @@ class client_registry {
   // Calls every cancel hook once, outside the lock. Clients stay listed
   // until they remove themselves.
   void cancel_all() XBUF_EXCLUDES(mutex_);
+  // Where a client's events go (its session's sink). Unknown owners are
+  // ignored.
+  void set_events(owner_id owner, event_sink events) XBUF_EXCLUDES(mutex_);
+  // Hands `frame` (an encoded event) to every listed client's sink,
+  // outside the lock.
+  void post_to_all(const std::vector<std::uint8_t>& frame) const XBUF_EXCLUDES(mutex_);
 
  private:
   struct entry {
     client_record record;
     cancel_hook cancel;
+    event_sink events;
   };
 
   mutable xbuf::mutex mutex_;

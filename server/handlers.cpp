@@ -18,6 +18,14 @@ wire::msg_type type_of(const wire::frame_header& h) { return static_cast<wire::m
 
 std::string fence_name(std::uint64_t id) { return "fence " + std::to_string(id); }
 
+// An alloc retried under memory pressure waits this long between tries: a
+// timer, as a fence nobody signals (the session's wait ends at its timeout).
+constexpr std::uint32_t pressure_retry_ms = 20;
+fence_ptr never_signaled() {
+  static const std::uint64_t context = fence::allocate_context();
+  return fence::create(context, 1);
+}
+
 // ---------------------------------------------------------------------------
 // Encoding a handler's result. Most results are a wire body or a status;
 // export adds its fd, wait hands the session a fence to wait for.
@@ -181,6 +189,19 @@ result<reply_or_wait<wire::buffer_reply>> alloc(session_context& ctx, const wire
   req.timeout = fence_clock::duration::zero();  // the session does the waiting
   auto r = ctx.mm.allocate(ctx.owner, req);
   const auto deadline = ctx.rerun->deadline;
+  if (!r && r.code() == errc::out_of_memory && ctx.pressure != nullptr && !ctx.cancel.cancelled()) {
+    // No room even after eviction: what is in the way cannot move. Tell
+    // every client (their idle chunks may be what fills the domain) and
+    // try again for a short while as they give memory back.
+    if (!ctx.rerun->pressure_until) {
+      (void)ctx.pressure->report(req.placements.front(), m.size);
+      ctx.rerun->pressure_until = std::min(deadline, fence_clock::now() + ctx.pressure_grace);
+    }
+    if (fence_clock::now() < *ctx.rerun->pressure_until) {
+      return reply_or_wait<wire::buffer_reply>(fence_wait{
+          .fence = never_signaled(), .id = 0, .timeout_ms = pressure_retry_ms, .rerun = true});
+    }
+  }
   const bool wait_more = !r && r.code() == errc::timed_out && !ctx.cancel.cancelled() &&
                          fence_clock::now() < deadline;
   if (!wait_more) {

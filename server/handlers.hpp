@@ -67,6 +67,7 @@
 #include "server/event_sink.hpp"
 #include "server/log.hpp"
 #include "server/outgoing_frame.hpp"
+#include "server/pressure_notice.hpp"
 #include "server/protocol.hpp"
 
 namespace xbuf::server {
@@ -77,6 +78,9 @@ namespace xbuf::server {
 // struct with member initializers inside std::optional of its enclosing one.
 struct rerun_state {
   fence_clock::time_point deadline = fence_clock::time_point::max();
+  // alloc: until when an out_of_memory is retried after a memory_pressure
+  // event went out (clients giving chunks back); unset before the first.
+  std::optional<fence_clock::time_point> pressure_until;
   std::optional<std::uint64_t> cpu_buffer;  // cpu_begin: access begun on it, reply pending
   fence_ptr cpu_ready;
   std::uint64_t cpu_size = 0;
@@ -105,6 +109,10 @@ struct session_context {
   // Daemon limits, set by the session from the server's configuration.
   fence_clock::duration max_fence_deadline = std::chrono::seconds(10);  // client fences are forced after it
   fence_clock::duration alloc_wait = default_move_timeout;  // an alloc waits this long for evictions
+  // Where an alloc that finds no room says so to every client (nullptr:
+  // nobody is told, the alloc fails at once), and how long it then retries.
+  pressure_notice* pressure = nullptr;
+  fence_clock::duration pressure_grace = std::chrono::milliseconds(500);
 
   // The request being rerun after a fence_wait (one request at a time).
   std::optional<rerun_state> rerun;

@@ -9,7 +9,7 @@
 //
 //     offset size field
 //       0     4  magic        0x46554258 ("XBUF" read as little-endian bytes)
-//       4     2  version      protocol_version (2)
+//       4     2  version      protocol_version (3)
 //       6     2  type         msg_type: a request, reply_bit|request, or an event
 //       8     8  request_id   chosen by the client; replies echo it; events carry 0
 //      16     4  payload_len  <= max_payload
@@ -18,7 +18,8 @@
 //   Every request gets exactly one reply whose type is reply_bit | request
 //   type. A reply payload starts with a status (u32 errc, string message);
 //   the typed body follows only when the status is ok. Events (move_notify,
-//   fence_signaled) are pushed by the daemon at any time between replies.
+//   fence_signaled, memory_pressure) are pushed by the daemon at any time
+//   between replies.
 //   The export reply carries one file descriptor as SCM_RIGHTS ancillary data
 //   sent with the reply's bytes; nothing else carries fds.
 //
@@ -73,7 +74,7 @@ namespace xbuf::wire {
 inline constexpr std::uint32_t magic = 0x46554258;  // bytes 'X' 'B' 'U' 'F'
 // 2: stats replies carry the tenant view and overflow counts; map ranges
 // are offsets within the buffer's export, not daemon addresses.
-inline constexpr std::uint16_t protocol_version = 2;
+inline constexpr std::uint16_t protocol_version = 3;
 inline constexpr std::size_t header_size = 24;
 inline constexpr std::size_t max_payload = 64 * 1024;
 
@@ -123,6 +124,7 @@ enum class msg_type : std::uint16_t {
   // events, pushed by the daemon
   move_notify = 0x4001,
   fence_signaled = 0x4002,
+  memory_pressure = 0x4003,
 };
 inline constexpr std::uint16_t reply_bit = 0x8000;
 // The request and event ranges, for is_request / is_known_type and the
@@ -131,7 +133,7 @@ inline constexpr std::uint16_t reply_bit = 0x8000;
 inline constexpr msg_type msg_type_first_request = msg_type::hello;
 inline constexpr msg_type msg_type_last_request = msg_type::stats;
 inline constexpr msg_type msg_type_first_event = msg_type::move_notify;
-inline constexpr msg_type msg_type_last_event = msg_type::fence_signaled;
+inline constexpr msg_type msg_type_last_event = msg_type::memory_pressure;
 namespace detail {
 // Exhaustive (-Wswitch): a new msg_type is an error here until it is sorted
 // into a range and the range's constant follows it.
@@ -141,9 +143,9 @@ constexpr bool is_last_of_range(msg_type t) {
     case msg_type::export_fd: case msg_type::attach: case msg_type::detach: case msg_type::map:
     case msg_type::unmap: case msg_type::add_client_fence: case msg_type::signal_client_fence:
     case msg_type::wait: case msg_type::validate: case msg_type::cpu_begin: case msg_type::cpu_end:
-    case msg_type::move_notify:
+    case msg_type::move_notify: case msg_type::fence_signaled:
       return false;
-    case msg_type::stats: case msg_type::fence_signaled:
+    case msg_type::stats: case msg_type::memory_pressure:
       return true;
   }
   return false;
@@ -691,6 +693,17 @@ struct fence_signaled_event {
   std::uint64_t fence = 0;
   std::int32_t error = 0;
   template <class IO> void io(IO& x) { x("fence", fence); x("error", error); }
+};
+// Some client's allocation in `where` found no room even after eviction
+// (what stands in the way cannot move: pins, no_evict buffers, a client
+// library's cached chunks). Sent to every client, at most once per
+// pressure_interval per domain; a client gives back what it holds idle.
+// Carries no owner, name or id: only that the domain is short.
+struct memory_pressure_event {
+  static constexpr msg_type type = msg_type::memory_pressure;
+  placement where;
+  std::uint64_t bytes = 0;  // what the allocation asked for
+  template <class IO> void io(IO& x) { x("where", where); x("bytes", bytes); }
 };
 
 // ---------------------------------------------------------------------------

@@ -27,6 +27,7 @@
 #include "allocator/memory_manager.hpp"
 #include "server/client_registry.hpp"
 #include "server/log.hpp"
+#include "server/pressure_notice.hpp"
 #include "server/server.hpp"
 
 namespace xbuf::server {
@@ -47,6 +48,7 @@ struct server_state {
   const std::chrono::steady_clock::duration log_interval = std::chrono::seconds(1);
   log_limiter refused_log{log_interval};  // connections over --max-connections
   client_registry clients;  // who is connected: stats, the connection limit, stage one of shutdown
+  pressure_notice pressure{clients, default_pressure_interval};  // memory_pressure to every client
   std::atomic<owner_id> next_owner{1};
 };
 

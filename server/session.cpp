@@ -126,6 +126,7 @@ void session::start() {
   ctx_ = std::make_shared<session_context>(srv_.mm, srv_.clients, srv_.log, owner_, make_event_sink());
   ctx_->max_fence_deadline = srv_.config.max_fence_deadline;
   ctx_->alloc_wait = srv_.config.alloc_wait;
+  ctx_->pressure = &srv_.pressure;
   // The connection limit: counted and checked in one step (client_registry.hpp).
   const bool listed = srv_.clients.try_add(
       record_,
@@ -144,6 +145,7 @@ void session::start() {
     refuse_connection(sock_.native_handle(), error{errc::quota_exceeded, why});
     return;  // the socket closes with this session
   }
+  srv_.clients.set_events(owner_, ctx_->events);  // memory_pressure reaches it from now on
   arm_frame_deadline();  // for hello
   srv_.log("client %u connected (pid %d uid %u gid %u)", owner_, record_.pid, record_.uid, record_.gid);
   auto self = shared_from_this();

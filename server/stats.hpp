@@ -71,6 +71,10 @@ wire::stats_reply collect_stats(memory_manager& mm, const client_registry& clien
 // Everything, for the daemon's own screen (print_status): the operator view.
 wire::stats_reply collect_stats(memory_manager& mm, const client_registry& clients);
 
+// A manager with no daemon around it (libxbuf's embedded mode): every
+// buffer, domain and counter, no client rows.
+wire::stats_reply collect_stats(memory_manager& mm);
+
 // The --stats-interval screen: one header line, one line per domain and per
 // client, the counters. Context: writes to `out` and flushes it.
 void print_status(std::FILE* out, const wire::stats_reply& s);

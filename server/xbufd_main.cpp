@@ -5,7 +5,7 @@
 //   xbufd [--socket PATH] [--socket-mode OCTAL] [--socket-group NAME]
 //         [--backend auto|sim|cuda|hip] [--sim-devices N]
 //         [--sim-vram BYTES] [--pinned BYTES] [--pageable BYTES]
-//         [--quota-per-domain BYTES] [--max-buffers N]
+//         [--quota-per-domain BYTES] [--max-buffers N] [--promote-interval MS]
 //         [--max-connections N] [--max-queued-bytes BYTES]
 //         [--frame-timeout SECONDS] [--max-fence-deadline SECONDS]
 //         [--alloc-wait SECONDS] [--stats-interval SECONDS] [--quiet]
@@ -55,6 +55,8 @@ int usage(std::FILE* out) {
       "                          (decimals allowed; default 10)\n"
       "  --quota-per-domain BYTES  what one client may place in one domain (default: no limit)\n"
       "  --max-buffers N         buffers one client may hold (default: no limit)\n"
+      "  --promote-interval MS   an evicted buffer is promoted back at most once per MS\n"
+      "                          milliseconds (validate; default 100)\n"
       "  --max-fence-deadline SECS  every client fence is signaled -ETIMEDOUT after at most SECS\n"
       "                          seconds, so no client stalls eviction or another client (default 10)\n"
       "  --alloc-wait SECS       how long an alloc waits for evictions to make room (default 30)\n"
@@ -143,6 +145,7 @@ struct options {
   std::uint64_t pageable = 1ull << 30;
   std::uint64_t domain_quota = 0;  // per client per domain; 0 = none
   std::uint64_t max_buffers = 0;   // per client; 0 = none
+  std::chrono::milliseconds promote_interval{100};
   std::string topology_xml;  // empty: the live machine's topology
 };
 
@@ -245,6 +248,8 @@ bool memory_flag(arg_reader& r, std::string_view a, options& o) {
     o.domain_quota = r.bytes(a);
   } else if (a == "--max-buffers") {
     o.max_buffers = r.number(a, 1, 100'000'000);
+  } else if (a == "--promote-interval") {
+    o.promote_interval = std::chrono::milliseconds(r.number(a, 0, 3'600'000));
   } else if (a == "--topology") {
     o.topology_xml = r.value(a);
   } else {
@@ -326,6 +331,7 @@ int serve(const options& o, xbuf::backend& b, const std::shared_ptr<const xbuf::
   mcfg.pinned_limit = o.pinned;
   mcfg.domain_quota = o.domain_quota;
   mcfg.max_buffers_per_owner = static_cast<std::size_t>(o.max_buffers);
+  mcfg.promote_interval = o.promote_interval;
   if (topo) {
     mcfg.peer_policy = xbuf::p2p::make_peer_policy(topo, b);
     std::fprintf(stderr, "xbufd: peer access decided by the topology of %s\n", topo->source().c_str());

@@ -24,6 +24,7 @@
 #include "core/fence.hpp"
 #include "tests/backends/backend_factories.hpp"
 #include "tests/backends/backend_test_util.hpp"
+#include "tests/common/bin_dir.hpp"
 
 extern char** environ;
 
@@ -534,7 +535,7 @@ std::string share_with_child(const std::string& backend_name, exported_memory ex
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_adddup2(&actions, sv[1], child_fd);
-  const std::string helper = std::string(XBUF_BIN_DIR) + "/xbuf_backend_fd_helper";
+  const std::string helper = xbuf::test::bin_dir() + "/xbuf_backend_fd_helper";
   const std::string fd_text = std::to_string(child_fd);
   std::vector<char*> argv = {const_cast<char*>(helper.c_str()), const_cast<char*>("--backend"),
                              const_cast<char*>(backend_name.c_str()), const_cast<char*>("--socket"),

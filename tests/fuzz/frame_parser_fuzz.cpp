@@ -237,6 +237,7 @@ constexpr decoder decoders[] = {
     reply_decoder<msg_type::stats, wire::stats_reply>(),
     message_decoder<wire::move_notify_event>(),
     message_decoder<wire::fence_signaled_event>(),
+    message_decoder<wire::memory_pressure_event>(),
 };
 constexpr std::size_t request_count = static_cast<std::size_t>(wire::msg_type_last_request) -
                                       static_cast<std::size_t>(wire::msg_type_first_request) + 1;

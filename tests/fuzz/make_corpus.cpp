@@ -220,6 +220,7 @@ void frame_parser_seeds(const std::filesystem::path& dir) {
           wire::move_notify_event{
               .attachment = 1, .buffer = 1, .from = placement::vram(0), .to = placement::pinned()}),
       wire::encode_message(0, wire::fence_signaled_event{.fence = 7, .error = 0}),
+      wire::encode_message(0, wire::memory_pressure_event{.where = placement::vram(0), .bytes = 1 << 20}),
   });
   const bytes error_reply =
       wire::encode_error_reply(static_cast<std::uint16_t>(msg_type::alloc), 2,

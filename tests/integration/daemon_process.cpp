@@ -15,6 +15,8 @@
 #include <sstream>
 #include <thread>
 
+#include "tests/common/bin_dir.hpp"
+
 namespace xbuf::test {
 
 using client::remote_client;
@@ -47,7 +49,7 @@ int raw_connect(const std::string& path) {
 }
 
 daemon_process::daemon_process(daemon_spec spec, const std::string& log) : spec_(std::move(spec)), log_(log) {
-  const std::string bin = std::string(XBUF_BIN_DIR) + "/xbufd";
+  const std::string bin = test::bin_dir() + "/xbufd";
   pid_ = ::fork();
   if (pid_ != 0) return;
   const int fd = ::open(log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);

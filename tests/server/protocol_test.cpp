@@ -166,6 +166,12 @@ TEST(ProtocolTest, EventsRoundTrip) {
   auto e = decode_message<fence_signaled_event>(g);
   ASSERT_TRUE(e);
   EXPECT_EQ(e->error, -110);
+  const frame h = parse_one(encode_message(0, memory_pressure_event{.where = placement::vram(1), .bytes = 4096}), false);
+  EXPECT_EQ(type_name(h.header.type), "memory_pressure");
+  auto p = decode_message<memory_pressure_event>(h);
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->where, placement::vram(1));
+  EXPECT_EQ(p->bytes, 4096u);
 }
 
 TEST(ProtocolTest, SeveralFramesInOneFeedComeOutInOrder) {
