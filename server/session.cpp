@@ -21,6 +21,23 @@ namespace xbuf::server {
 namespace {
 
 using asio::awaitable;
+
+// A memory_pressure event for a domain that one still waiting in `q`
+// already names. The client learns nothing from a second one; and a client
+// that does not read would otherwise collect one per pressure interval for
+// as long as another tenant keeps a domain short - until --max-queued-bytes
+// closed it. So at most one per domain waits for a client at a time.
+bool names_same_pressure(const std::vector<std::uint8_t>& a, const std::vector<std::uint8_t>& b) {
+  constexpr std::size_t where_bytes = 5;  // placement: u8 kind, i32 device (protocol.hpp)
+  const auto type_of = [](const std::vector<std::uint8_t>& f) {
+    return static_cast<std::uint16_t>(f[6] | f[7] << 8);
+  };
+  const auto pressure = static_cast<std::uint16_t>(wire::msg_type::memory_pressure);
+  return a.size() >= wire::header_size + where_bytes && b.size() == a.size() && type_of(a) == pressure &&
+         type_of(b) == pressure &&
+         std::equal(a.begin() + wire::header_size, a.begin() + wire::header_size + where_bytes,
+                    b.begin() + wire::header_size);
+}
 using local_socket = asio::local::stream_protocol::socket;
 constexpr auto tuple_awaitable = asio::experimental::as_tuple(asio::use_awaitable);
 
@@ -50,6 +67,7 @@ class session : public std::enable_shared_from_this<session> {
   auto report(const char* what);
   void watch_hangup();
   void enqueue(outgoing_frame o);
+  bool pressure_already_queued(const outgoing_frame& o) const;
   void close_now();
   void update_frame_deadline(bool completed_a_frame);
   void arm_frame_deadline();
@@ -178,6 +196,7 @@ void session::watch_hangup() {
 // fd) is dropped.
 void session::enqueue(outgoing_frame o) {
   if (writer_done_) return;
+  if (pressure_already_queued(o)) return;
   queued_bytes_ += o.bytes.size();
   if (queued_bytes_ > srv_.config.max_queued_bytes) {
     // A client that asks and never reads would otherwise grow the daemon
@@ -189,6 +208,11 @@ void session::enqueue(outgoing_frame o) {
   }
   outq_.push_back(std::move(o));
   wake_.cancel();
+}
+
+bool session::pressure_already_queued(const outgoing_frame& o) const {
+  return std::any_of(outq_.begin(), outq_.end(),
+                     [&](const outgoing_frame& q) { return names_same_pressure(o.bytes, q.bytes); });
 }
 
 // Ends the session from the daemon's side: nothing more is sent or read;

@@ -63,31 +63,20 @@ struct embedded_mode {
 
 struct daemon_mode {
   static constexpr const char* name = "daemon";
-  std::string dir, socket, log;
-  std::unique_ptr<test::daemon_process> daemon;
+  std::unique_ptr<test::scratch_daemon> daemon;
 
   std::unique_ptr<allocator> open(const std::string& client_name) {
     if (!daemon) {
-      char d[] = "/tmp/xbuf-suite-XXXXXX";
-      if (::mkdtemp(d) == nullptr) return nullptr;
-      dir = d;
-      socket = dir + "/xbuf.sock";
-      log = dir + "/xbufd.log";
-      test::daemon_spec spec{.args = {"--pageable", "16M", "--promote-interval", "0"},
-                             .socket = socket, .nofile = {}, .uid = {}, .env = {}};
-      daemon = std::make_unique<test::daemon_process>(std::move(spec), log);
-      if (!daemon->wait_up(socket)) {
-        ADD_FAILURE() << "xbufd did not come up; log:\n" << test::read_file(log);
+      daemon = std::make_unique<test::scratch_daemon>(
+          std::vector<std::string>{"--pageable", "16M", "--promote-interval", "0"});
+      if (!daemon->up()) {
+        ADD_FAILURE() << "xbufd did not come up; log:\n" << daemon->log();
         return nullptr;
       }
     }
-    auto a = client::connect_daemon(socket, client_name);
+    auto a = client::connect_daemon(daemon->socket(), client_name);
     EXPECT_TRUE(a) << (a ? "" : a.err().describe());
     return a ? std::move(*a) : nullptr;
-  }
-  ~daemon_mode() {
-    if (daemon) daemon->stop();
-    if (!dir.empty()) std::system(("rm -rf '" + dir + "'").c_str());
   }
 };
 

@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -119,6 +120,22 @@ int daemon_process::stop() {
     }
   }
   return status_;
+}
+
+scratch_daemon::scratch_daemon(std::vector<std::string> args) {
+  char d[] = "/tmp/xbuf-test-XXXXXX";
+  if (::mkdtemp(d) == nullptr) return;
+  dir_ = d;
+  socket_ = dir_ + "/xbuf.sock";
+  log_ = dir_ + "/xbufd.log";
+  daemon_ = std::make_unique<daemon_process>(
+      daemon_spec{.args = std::move(args), .socket = socket_, .nofile = {}, .uid = {}, .env = {}}, log_);
+  up_ = daemon_->wait_up(socket_);
+}
+
+scratch_daemon::~scratch_daemon() {
+  if (daemon_) daemon_->stop();
+  if (!dir_.empty()) std::filesystem::remove_all(dir_);
 }
 
 bool daemon_process::exited() {

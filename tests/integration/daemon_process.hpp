@@ -15,6 +15,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -69,6 +70,29 @@ class daemon_process {
   std::string log_;
   pid_t pid_ = -1;
   int status_ = 0;
+};
+
+// xbufd (sim backend, `args` after daemon_spec's defaults) on a socket in
+// a private directory of its own, up when the constructor returns unless
+// up() says otherwise; stopped and the directory removed on destruction.
+// For suites that need one plain daemon; special set-ups (uids, fd limits,
+// environment) use daemon_process directly.
+class scratch_daemon {
+ public:
+  explicit scratch_daemon(std::vector<std::string> args);
+  scratch_daemon(const scratch_daemon&) = delete;
+  scratch_daemon& operator=(const scratch_daemon&) = delete;
+  ~scratch_daemon();
+
+  bool up() const { return up_; }
+  const std::string& socket() const { return socket_; }
+  std::string log() const { return read_file(log_); }
+  daemon_process& process() { return *daemon_; }
+
+ private:
+  std::string dir_, socket_, log_;
+  std::unique_ptr<daemon_process> daemon_;
+  bool up_ = false;
 };
 
 }  // namespace xbuf::test

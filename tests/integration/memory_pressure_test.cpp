@@ -9,6 +9,8 @@
 // out_of_memory after the daemon's short retry.
 //
 // Waits are bounded; nothing asserts how long anything took.
+#include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -20,7 +22,9 @@
 #include <cstdlib>
 #include <memory>
 #include <string>
+#include <span>
 #include <thread>
+#include <vector>
 
 #include "client/allocator.hpp"
 #include "client/chunk_pool.hpp"
@@ -38,22 +42,14 @@ constexpr std::uint64_t KiB = 1024;
 class MemoryPressureTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char d[] = "/tmp/xbuf-pressure-XXXXXX";
-    ASSERT_NE(::mkdtemp(d), nullptr);
-    dir_ = d;
-    socket_ = dir_ + "/xbuf.sock";
-    log_ = dir_ + "/xbufd.log";
-    test::daemon_spec spec{.args = {"--sim-devices", "1"}, .socket = socket_, .nofile = {}, .uid = {}, .env = {}};
-    daemon_ = std::make_unique<test::daemon_process>(std::move(spec), log_);
-    ASSERT_TRUE(daemon_->wait_up(socket_)) << "xbufd did not come up; log:\n" << test::read_file(log_);
+    daemon_ = std::make_unique<test::scratch_daemon>(std::vector<std::string>{"--sim-devices", "1"});
+    ASSERT_TRUE(daemon_->up()) << "xbufd did not come up; log:\n" << daemon_->log();
   }
   void TearDown() override {
-    if (daemon_) daemon_->stop();
-    if (HasFailure()) std::fprintf(stderr, "xbufd log:\n%s\n", test::read_file(log_).c_str());
-    std::system(("rm -rf '" + dir_ + "'").c_str());
+    if (HasFailure()) std::fprintf(stderr, "xbufd log:\n%s\n", daemon_->log().c_str());
   }
   std::unique_ptr<client::allocator> open(const char* name) {
-    auto a = client::connect_daemon(socket_, name);
+    auto a = client::connect_daemon(daemon_->socket(), name);
     EXPECT_TRUE(a) << a.err().describe();
     return a ? std::move(*a) : nullptr;
   }
@@ -71,8 +67,7 @@ class MemoryPressureTest : public ::testing::Test {
     return o;
   }
 
-  std::string dir_, socket_, log_;
-  std::unique_ptr<test::daemon_process> daemon_;
+  std::unique_ptr<test::scratch_daemon> daemon_;
 };
 
 TEST_F(MemoryPressureTest, AnotherJobsIdleChunkComesBackForAnAllocation) {
@@ -117,6 +112,68 @@ TEST_F(MemoryPressureTest, WithoutAListeningPoolTheAllocationFailsOutOfMemory) {
   EXPECT_EQ(big.code(), errc::out_of_memory) << big.err().describe();
   EXPECT_EQ(pool.stats().idle_chunks, 1u);
   EXPECT_EQ(pool.stats().pressure_releases, 0u);
+}
+
+// A tenant that never reads is not flooded: while one memory_pressure for
+// a domain still waits in its queue, the daemon queues no second one. The
+// idle client fills its socket first (2,000 stats replies it does not
+// read), so everything after stays queued in the daemon; five pressure
+// events later it reads and finds one.
+TEST_F(MemoryPressureTest, AClientThatDoesNotReadHoldsOnePressureEventPerDomain) {
+  const int idle = test::raw_connect(daemon_->socket());
+  ASSERT_GE(idle, 0);
+  std::vector<std::uint8_t> out = wire::encode_message(1, wire::hello_request{.client_name = "idle"});
+  for (std::uint64_t id = 2; id < 2002; ++id) {
+    const auto f = wire::encode_message(id, wire::stats_request{});
+    out.insert(out.end(), f.begin(), f.end());
+  }
+  ASSERT_EQ(::write(idle, out.data(), out.size()), static_cast<ssize_t>(out.size()));
+  // Until the socket is full: what waits for the client to read has stopped
+  // growing (2,000 replies are far more than a socket holds).
+  int ready = -1;
+  for (int still = 0, i = 0; still < 15 && i < 1000; ++i) {
+    int now = 0;
+    ASSERT_EQ(::ioctl(idle, FIONREAD, &now), 0);
+    still = (now > 0 && now == ready) ? still + 1 : 0;
+    ready = now;
+    std::this_thread::sleep_for(20ms);
+  }
+
+  auto holder = open("holder");
+  auto hungry = open("hungry-job");
+  ASSERT_TRUE(holder && hungry);
+  auto pinned = holder->alloc({.size = 768 * KiB, .placements = {placement::vram(0)}, .name = "held",
+                               .cpu_access = false, .no_evict = true, .alignment = 0});
+  ASSERT_TRUE(pinned) << pinned.err().describe();
+  for (int i = 0; i < 5; ++i) {  // each is refused after the daemon's short retry (> the interval)
+    auto big = hungry->alloc({.size = 512 * KiB, .placements = {placement::vram(0)}, .name = "big",
+                              .cpu_access = false, .no_evict = false, .alignment = 0});
+    ASSERT_FALSE(big);
+    ASSERT_EQ(big.code(), errc::out_of_memory) << big.err().describe();
+  }
+
+  // Now read everything the daemon queued for the idle client.
+  wire::frame_parser parser(false);
+  int replies = 0;
+  int pressure = 0;
+  std::vector<std::uint8_t> buf(64 * KiB);
+  while (replies < 2001) {
+    pollfd p{.fd = idle, .events = POLLIN, .revents = 0};
+    if (::poll(&p, 1, 10'000) != 1) break;
+    const ssize_t n = ::read(idle, buf.data(), buf.size());
+    if (n <= 0) break;
+    parser.feed(std::span<const std::uint8_t>(buf.data(), static_cast<std::size_t>(n)));
+    for (auto r = parser.next(); r.status == wire::parse_status::complete; r = parser.next()) {
+      if (r.frame_.header.type == static_cast<std::uint16_t>(wire::msg_type::memory_pressure)) {
+        ++pressure;
+      } else {
+        ++replies;
+      }
+    }
+  }
+  ::close(idle);
+  EXPECT_EQ(replies, 2001) << "hello and every stats reply arrive";
+  EXPECT_EQ(pressure, 1);
 }
 
 // The event is rate-limited per domain, daemon-wide: a client looping on

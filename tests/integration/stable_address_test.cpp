@@ -87,15 +87,10 @@ bool read_byte(int fd, char* c, int timeout_ms) {
 class StableAddressTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char d[] = "/tmp/xbuf-stable-XXXXXX";
-    ASSERT_NE(::mkdtemp(d), nullptr);
-    dir_ = d;
-    socket_ = dir_ + "/xbuf.sock";
-    log_ = dir_ + "/xbufd.log";
-    test::daemon_spec spec{.args = {"--pageable", "16M", "--promote-interval", "0"},
-                           .socket = socket_, .nofile = {}, .uid = {}, .env = {}};
-    daemon_ = std::make_unique<test::daemon_process>(std::move(spec), log_);
-    ASSERT_TRUE(daemon_->wait_up(socket_)) << "xbufd did not come up; log:\n" << test::read_file(log_);
+    daemon_ = std::make_unique<test::scratch_daemon>(
+        std::vector<std::string>{"--pageable", "16M", "--promote-interval", "0"});
+    ASSERT_TRUE(daemon_->up()) << "xbufd did not come up; log:\n" << daemon_->log();
+    socket_ = daemon_->socket();
   }
   void TearDown() override {
     if (go_ >= 0) ::close(go_);
@@ -105,9 +100,8 @@ class StableAddressTest : public ::testing::Test {
       EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << "pressure process status " << st;
     }
     if (done_ >= 0) ::close(done_);
-    if (daemon_) daemon_->stop();
-    if (HasFailure()) std::fprintf(stderr, "xbufd log:\n%s\n", test::read_file(log_).c_str());
-    std::system(("rm -rf '" + dir_ + "'").c_str());
+    if (HasFailure()) std::fprintf(stderr, "xbufd log:\n%s\n", daemon_->log().c_str());
+    daemon_.reset();
   }
 
   // Forks the pressure process (before this process has threads of its own).
@@ -145,8 +139,8 @@ class StableAddressTest : public ::testing::Test {
     return c == 'd';
   }
 
-  std::string dir_, socket_, log_;
-  std::unique_ptr<test::daemon_process> daemon_;
+  std::string socket_;
+  std::unique_ptr<test::scratch_daemon> daemon_;
   pid_t child_ = -1;
   int go_ = -1;
   int done_ = -1;
