@@ -167,6 +167,10 @@ void memory_manager::destroy_locked(buffer& buf) {
   accounts_.destroyed(buf);
   accounts_.removed(buf, buf.domain);
   buf.destroyed = true;
+  for (const auto& key : buf.export_keys) {
+    // Only its own: an inode number of a freed file may name another's by now.
+    if (auto it = exports_.find(key); it != exports_.end() && it->second.id == buf.id) exports_.erase(it);
+  }
   ++counters_.frees;
   buffers_.erase(buf.id);
 }

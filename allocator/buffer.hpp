@@ -102,6 +102,8 @@ struct buffer {
   std::list<buffer*>::iterator lru_pos;  // [mgr] in the heap's lru()
   bool owner_released = false;           // [mgr] the owner freed it; alive for importers
   std::set<owner_id> shared_with;        // [mgr]
+  // [mgr] the (st_dev, st_ino) keys of its exports in the manager's table
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> export_keys;
   std::atomic<bool> lost{false};   // a move failed for good: contents are gone
 
   // The [both] fields a reader holding only the manager mutex may see.

@@ -180,6 +180,9 @@ result<exported_memory> memory_manager::export_fd(owner_id owner, buffer_id id,
                                                   fence_clock::duration timeout) {
   return guarded(who, "export", [&] { return export_fd_unguarded(owner, id, timeout); });
 }
+result<imported_buffer> memory_manager::import_fd(owner_id importer, int fd) {
+  return guarded(who, "import", [&] { return import_fd_unguarded(importer, fd); });
+}
 result<fence_ptr> memory_manager::pending_moves(owner_id owner, buffer_id id) {
   return guarded(who, "pending_moves", [&]() -> result<fence_ptr> {
     mutex_lock lock(mutex_);
@@ -302,6 +305,7 @@ result<exported_memory> memory_manager::export_fd_unguarded(owner_id owner, buff
   mutex_lock lock(mutex_);
   auto e = backend_.export_fd(buf->backing.span);
   if (!e) return std::move(e).err().prefixed("export " + buffer_name(id));
+  record_export_locked(*buf, *e);
   return e;
 }
 

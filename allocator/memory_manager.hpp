@@ -152,6 +152,14 @@ struct pending_cpu_access {
   fence_ptr ready;
 };
 
+// What import_fd() found.
+struct imported_buffer {
+  buffer_id id = 0;
+  owner_id owner = 0;
+  std::uint64_t size = 0;
+  placement where;
+};
+
 struct buffer_info {
   buffer_id id = 0;
   owner_id owner = 0;
@@ -313,6 +321,15 @@ class memory_manager {
   // wait for, for callers that wait their own way. Errors: not_found.
   result<fence_ptr> pending_moves(owner_id owner, buffer_id id);
 
+  // The buffer an fd from export_fd() reaches, made usable by `importer`
+  // as if shared with it (dma-buf's rule: holding the fd is the right to
+  // use the buffer). The fd is only looked at (fstat), not kept.
+  // Errors: invalid_argument (not a memory file), not_found (no export of
+  // this manager, its buffer is gone, or the buffer moved since the fd was
+  // exported - the fd reaches its old pages: export again), bad_state (the
+  // owner freed it). Context: one fstat, the manager lock.
+  result<imported_buffer> import_fd(owner_id importer, int fd);
+
   // Errors: not_found.
   result<buffer_info> info(owner_id owner, buffer_id id) const;
 
@@ -368,6 +385,10 @@ class memory_manager {
                                                         fence_clock::duration timeout,
                                                         const cancel_token* cancel);
   result<exported_memory> export_fd_unguarded(owner_id owner, buffer_id id, fence_clock::duration timeout);
+  result<imported_buffer> import_fd_unguarded(owner_id importer, int fd);
+  // Remembers which buffer (at which generation) fd `e` reaches, for
+  // import_fd; forgets the buffer's exports of older generations.
+  void record_export_locked(buffer& buf, const exported_memory& e) XBUF_REQUIRES(mutex_);
   result<buffer_info> info_unguarded(owner_id owner, buffer_id id) const;
 
   // --- lookups (memory_manager.cpp) ---
@@ -467,6 +488,12 @@ class memory_manager {
   buffer_id next_buffer_id_ XBUF_GUARDED_BY(mutex_) = 1;
   attachment_id next_attachment_id_ XBUF_GUARDED_BY(mutex_) = 1;
   manager_counters counters_ XBUF_GUARDED_BY(mutex_);
+  // Exported memory files by (st_dev, st_ino): what import_fd() looks up.
+  struct export_record {
+    buffer_id id = 0;
+    std::uint64_t generation = 0;
+  };
+  std::map<std::pair<std::uint64_t, std::uint64_t>, export_record> exports_ XBUF_GUARDED_BY(mutex_);
   // Set from move jobs' fence callbacks, folded into counters_ by stats().
   std::shared_ptr<std::atomic<std::uint64_t>> failed_moves_ =
       std::make_shared<std::atomic<std::uint64_t>>(0);

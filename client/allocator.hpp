@@ -80,6 +80,13 @@ struct alloc_options {
   std::uint64_t alignment = 0;        // 0 = page
 };
 
+// What import_fd found.
+struct imported {
+  buffer_id buffer = 0;
+  std::uint64_t size = 0;
+  placement where;
+};
+
 // An attachment's memory as this process addresses it.
 struct mapped_view {
   void* data = nullptr;   // valid in this process until unmap/detach (see Overview)
@@ -143,6 +150,14 @@ class allocator {
   // A new fd of the buffer's memory (the caller owns it): for another
   // process. Errors: unsupported where the memory is not a file.
   virtual result<exported_buffer> export_fd(buffer_id id) = 0;
+  // The buffer an exported fd reaches (one another client passed on, over
+  // a socket of their own), usable from now on as if shared with this
+  // client: attach, map, fences. Holding the fd is the right to it, as with
+  // dma-buf. The fd is only looked at; the caller still owns it.
+  // Errors: invalid_argument (not a memory fd), not_found (no export of
+  // this manager or daemon, or its buffer moved since: export again),
+  // bad_state (its owner freed it).
+  virtual result<imported> import_fd(int fd) = 0;
 
   virtual result<attachment_id> attach(buffer_id id, int device, attach_mode mode, bool peer_capable = false) = 0;
   // Unmaps this process's view too.

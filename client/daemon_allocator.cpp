@@ -79,6 +79,12 @@ class daemon_allocator final : public detail::mapping_allocator {
     xbuf::mutex_lock lock(mutex_);
     return rc_.export_fd(id);
   }
+  result<imported> import_fd(int fd) override {
+    xbuf::mutex_lock lock(mutex_);
+    auto r = rc_.import_fd(fd);
+    if (!r) return std::move(r).err();
+    return imported{.buffer = r->buffer, .size = r->size, .where = r->where};
+  }
   result<fence_handle> add_fence(buffer_id id, fence_usage usage, std::chrono::milliseconds deadline) override {
     xbuf::mutex_lock lock(mutex_);
     return rc_.add_client_fence(id, usage, wire_ms(deadline));

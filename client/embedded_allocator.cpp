@@ -82,6 +82,12 @@ class embedded_allocator final : public detail::mapping_allocator {
     return exported_buffer{.fd = e->fd, .offset = e->offset, .size = e->size, .kind = e->kind};
   }
 
+  result<imported> import_fd(int fd) override {
+    auto r = mm_->import_fd(self, fd);
+    if (!r) return std::move(r).err();
+    return imported{.buffer = r->id, .size = r->size, .where = r->where};
+  }
+
   result<fence_handle> add_fence(buffer_id id, fence_usage usage, std::chrono::milliseconds deadline) override {
     fence_ptr f;
     fence_handle h = 0;

@@ -136,6 +136,41 @@ status remote_client::send_raw(std::span<const std::uint8_t> bytes) {
   return ok();
 }
 
+status remote_client::send_with_fd(std::span<const std::uint8_t> bytes, int fd) {
+  if (broken_) return *broken_;
+  // The fd rides on the first byte; the rest follows as plain bytes.
+  iovec iov{const_cast<std::uint8_t*>(bytes.data()), bytes.size()};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))]{};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  std::memcpy(CMSG_DATA(c), &fd, sizeof(int));
+  ssize_t k = 0;
+  do {
+    k = ::sendmsg(fd_, &msg, MSG_NOSIGNAL);
+  } while (k < 0 && errno == EINTR);
+  if (k <= 0) return broken(fail(errc::io_error, "send to xbufd: " + errno_text(errno)));
+  return send_raw(bytes.subspan(static_cast<std::size_t>(k)));
+}
+
+result<wire::import_reply> remote_client::import_fd(int fd) {
+  if (broken_) return fail(errc::io_error, "connection to xbufd unusable: " + broken_->message);
+  if (fd < 0) return fail(errc::invalid_argument, "import: fd " + std::to_string(fd) + " is not a descriptor");
+  const std::uint64_t id = next_id_++;
+  if (auto s = send_with_fd(wire::encode_message(id, wire::import_request{}), fd); !s) return std::move(s).err();
+  auto f = read_reply(id);
+  if (!f) return std::move(f).err();
+  auto r = wire::decode_reply<wire::import_reply>(wire::msg_type::import_fd, *f);
+  if (!r && r.code() == errc::protocol_error) broken(r.err());
+  return r;
+}
+
 result<bool> remote_client::read_some(int timeout_ms) {
   if (timeout_ms >= 0) {
     pollfd p{fd_, POLLIN, 0};

@@ -81,6 +81,10 @@ class remote_client {
   status share(buffer_id id, owner_id with);
   // Ownership: the returned fd belongs to the caller.
   result<exported_buffer> export_fd(buffer_id id);
+  // The buffer an exported fd reaches (another client's export, passed on
+  // to us), usable from now on as if shared with us. The fd is sent, not
+  // taken: the caller still owns and closes it.
+  result<wire::import_reply> import_fd(int fd);
   result<attachment_id> attach(buffer_id id, int device, attach_mode mode, bool peer_capable = false);
   status detach(attachment_id id);
   // The reply's ranges are offsets within the buffer's export: byte
@@ -113,6 +117,8 @@ class remote_client {
   explicit remote_client(int fd);
   template <class R, class M>
   result<R> call(const M& request);
+  // send_raw with `fd` as SCM_RIGHTS on the first bytes.
+  status send_with_fd(std::span<const std::uint8_t> bytes, int fd);
   // Reads until the reply to `id`, dispatching events on the way; fds that
   // arrive are queued in fds_ for export_fd to claim.
   result<wire::frame> read_reply(std::uint64_t id);

@@ -1,11 +1,16 @@
 // SPDX-License-Identifier: MIT
 #include "client/stat_command.hpp"
 
+#include <cstdint>
 #include <cstdio>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
+#include "client/cli_args.hpp"
 #include "client/remote_client.hpp"
+#include "client/stats_json.hpp"
 #include "core/units.hpp"
 #include "server/protocol.hpp"
 
@@ -13,67 +18,166 @@ namespace xbuf::client {
 
 namespace {
 
+constexpr const char* usage_line = "usage: xbuf stat [--socket PATH] [--json]";
+
+void print_help() {
+  std::printf(
+      "%s\n"
+      "What xbufd holds: per domain, per client, per buffer, and its counters.\n"
+      "A tenant sees its own uid's clients and buffers plus per-domain totals;\n"
+      "the operator (root or xbufd's uid) sees everything.\n\n"
+      "%s"
+      "  --json          one JSON object (\"schema\":\"xbuf.stat/1\") instead of tables\n"
+      "  -h, --help      this text\n\n"
+      "%s",
+      usage_line, cli::socket_help, cli::exit_codes_help);
+}
+
 // The first line says whose view this is, so a tenant never mistakes its
 // own rows for the whole daemon.
 const char* view_name(const wire::stats_reply& s) {
-  return s.tenant_view ? "your buffers; totals for every tenant" : "operator view: every client and buffer";
+  return s.tenant_view ? "your buffers; totals for every tenant"
+                       : "operator view: every client and buffer";
+}
+
+// What a counter is called in the table: the daemon's names are short for
+// JSON and grep, these say what is counted. `bytes`: shown in binary units.
+struct counter_label {
+  std::string_view name;
+  std::string_view label;
+  bool bytes;
+};
+constexpr counter_label labels[] = {
+    {"allocations", "allocations", false},
+    {"allocation_failures", "refused allocations", false},
+    {"frees", "frees", false},
+    {"evictions", "evictions", false},
+    {"moves", "moves", false},
+    {"bytes_moved", "bytes moved", true},
+    {"failed_moves", "failed moves", false},
+    {"move_notifies", "move_notify sent", false},
+    {"delayed_frees", "delayed frees", false},
+    {"promotions", "promotions", false},
+    {"promotions_deferred", "promotions deferred", false},
+    {"clears", "clears", false},
+    {"bytes_cleared", "bytes cleared", true},
+};
+
+std::optional<std::uint64_t> counter(const wire::stats_reply& s, std::string_view name) {
+  for (const auto& k : s.counters) {
+    if (k.name == name) return k.value;
+  }
+  return std::nullopt;
+}
+
+// Three counters to a line, each a 19-column label and a 10-column value
+// (3 * (2 + 19 + 1 + 10) = 96 columns), in the order of `labels` (what an
+// operator looks for first), then any counter this xbuf does not know (a
+// newer daemon's) under its own name. pinned_bytes / pinned_limit are not
+// the pinned domain (that is a row above) but the bytes held where they
+// are by pinned attachments and no-evict buffers, under --pinned's limit:
+// they get a line of their own that says so.
+void print_counters(const wire::stats_reply& s) {
+  std::printf("\nCOUNTERS\n");
+  int in_line = 0;
+  auto cell = [&](std::string_view label, const std::string& value) {
+    std::printf("  %-19.*s %10s", static_cast<int>(label.size()), label.data(), value.c_str());
+    if (++in_line == 3) {
+      std::printf("\n");
+      in_line = 0;
+    }
+  };
+  for (const auto& l : labels) {
+    if (auto v = counter(s, l.name)) cell(l.label, l.bytes ? format_bytes(*v) : std::to_string(*v));
+  }
+  for (const auto& k : s.counters) {
+    bool known = k.name == "pinned_bytes" || k.name == "pinned_limit";
+    for (const auto& l : labels) known = known || l.name == k.name;
+    if (!known) cell(k.name, std::to_string(k.value));
+  }
+  if (in_line != 0) std::printf("\n");
+  const auto held = counter(s, "pinned_bytes");
+  const auto limit = counter(s, "pinned_limit");
+  if (held || limit) {
+    std::printf("  held in place by pins and no-evict buffers: %s of %s (--pinned limit)\n",
+                format_bytes(held.value_or(0)).c_str(), limit ? format_bytes(*limit).c_str() : "?");
+  }
+}
+
+void print_tables(const std::string& path, owner_id self, const wire::stats_reply& s) {
+  std::printf("xbufd on %s (backend %s) - %s\n\n", path.c_str(), s.backend.c_str(), view_name(s));
+  std::printf("%-10s %10s %10s %6s %8s %12s\n", "DOMAIN", "USED", "CAPACITY", "USE%", "BUFFERS",
+              "DELAYED FREE");
+  for (const auto& d : s.domains) {
+    const double pct = d.capacity != 0
+                           ? 100.0 * static_cast<double>(d.used) / static_cast<double>(d.capacity)
+                           : 0.0;
+    std::printf("%-10s %10s %10s %5.1f%% %8u %12s\n", d.name.c_str(), format_bytes(d.used).c_str(),
+                format_bytes(d.capacity).c_str(), pct, d.buffers,
+                format_bytes(d.delayed_free_bytes).c_str());
+  }
+  std::printf("\n%-6s %-8s %-6s %-20s %10s %8s\n", "CLIENT", "PID", "UID", "NAME", "BYTES",
+              "BUFFERS");
+  for (const auto& cl : s.clients) {
+    std::printf("%-6u %-8d %-6u %-20s %10s %8u%s\n", cl.owner, cl.pid, cl.uid, cl.name.c_str(),
+                format_bytes(cl.bytes).c_str(), cl.buffers,
+                cl.owner == self ? "  (this xbuf stat)" : "");
+  }
+  if (s.more_clients != 0) {
+    std::printf("... and %u more clients (one reply lists at most %zu)\n", s.more_clients,
+                wire::max_stat_clients);
+  }
+  std::printf("\n%-8s %-6s %-16s %10s %-12s %7s %5s %7s %4s\n", "BUFFER", "OWNER", "NAME", "SIZE",
+              "PLACEMENT", "ATTACH", "PINS", "FENCES", "GEN");
+  for (const auto& b : s.buffers) {
+    std::printf("%-8llu %-6u %-16s %10s %-12s %7u %5d %7u %4llu%s\n",
+                static_cast<unsigned long long>(b.id), b.owner, b.name.c_str(),
+                format_bytes(b.size).c_str(), to_string(b.where).c_str(), b.attachments, b.pins,
+                b.fences, static_cast<unsigned long long>(b.generation), b.lost ? "  LOST" : "");
+  }
+  if (s.buffers.empty() && s.more_buffers == 0) std::printf("(none)\n");
+  if (s.more_buffers != 0) {
+    std::printf("... and %u more buffers (one reply lists at most %zu)\n", s.more_buffers,
+                wire::max_stat_buffers);
+  } else if (s.buffers_truncated) {
+    std::printf("... (more buffers than fit one reply)\n");
+  }
+  print_counters(s);
 }
 
 }  // namespace
 
 int stat_main(std::span<char*> args) {
-  std::string path = wire::default_socket_path();
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    const std::string_view a = args[i];
-    if (a == "--socket" && i + 1 < args.size()) {
-      path = args[++i];
+  cli::arg_reader r("xbuf stat", args);
+  std::optional<std::string> socket;
+  bool json = false;
+  while (r.next()) {
+    if (r.is("--socket")) {
+      socket = r.value();
+      if (!socket) return cli::exit_usage;
+    } else if (r.is("--json")) {
+      json = true;
+    } else if (r.is("--help") || r.is("-h")) {
+      print_help();
+      return cli::exit_ok;
     } else {
-      std::fprintf(stderr, "usage: xbuf stat [--socket PATH]\n");
-      return 2;
+      return r.unknown(usage_line);
     }
   }
-  auto c = remote_client::connect(path, "xbuf-stat");
-  if (!c) {
-    std::fprintf(stderr, "xbuf stat: %s\n", c.err().describe().c_str());
-    return 1;
-  }
+  const std::string path = cli::socket_path(socket);
+  auto c = cli::connect("xbuf stat", path, "xbuf-stat");
+  if (!c) return cli::exit_runtime;
   auto s = c->stats();
   if (!s) {
     std::fprintf(stderr, "xbuf stat: %s\n", s.err().describe().c_str());
-    return 1;
+    return cli::exit_runtime;
   }
-  std::printf("xbufd on %s (backend %s) - %s\n\n", path.c_str(), s->backend.c_str(), view_name(*s));
-  std::printf("%-10s %10s %10s %8s %10s\n", "DOMAIN", "USED", "CAPACITY", "BUFFERS", "DELAYED");
-  for (const auto& d : s->domains) {
-    std::printf("%-10s %10s %10s %8u %10s\n", d.name.c_str(), format_bytes(d.used).c_str(), format_bytes(d.capacity).c_str(),
-                d.buffers, format_bytes(d.delayed_free_bytes).c_str());
+  if (json) {
+    std::printf("%s\n", to_json(*s).c_str());
+  } else {
+    print_tables(path, c->owner(), *s);
   }
-  std::printf("\n%-6s %-8s %-6s %-20s %10s %8s\n", "CLIENT", "PID", "UID", "NAME", "BYTES", "BUFFERS");
-  for (const auto& cl : s->clients) {
-    std::printf("%-6u %-8d %-6u %-20s %10s %8u%s\n", cl.owner, cl.pid, cl.uid, cl.name.c_str(),
-                format_bytes(cl.bytes).c_str(), cl.buffers, cl.owner == c->owner() ? "  (this xbuf stat)" : "");
-  }
-  if (s->more_clients != 0) {
-    std::printf("... and %u more clients (one reply lists at most %zu)\n", s->more_clients, wire::max_stat_clients);
-  }
-  std::printf("\n%-8s %-6s %-16s %10s %-12s %7s %5s %7s %4s\n", "BUFFER", "OWNER", "NAME", "SIZE", "PLACEMENT",
-              "ATTACH", "PINS", "FENCES", "GEN");
-  for (const auto& b : s->buffers) {
-    std::printf("%-8llu %-6u %-16s %10s %-12s %7u %5d %7u %4llu%s\n", static_cast<unsigned long long>(b.id),
-                b.owner, b.name.c_str(), format_bytes(b.size).c_str(), to_string(b.where).c_str(), b.attachments, b.pins,
-                b.fences, static_cast<unsigned long long>(b.generation), b.lost ? "  LOST" : "");
-  }
-  if (s->more_buffers != 0) {
-    std::printf("... and %u more buffers (one reply lists at most %zu)\n", s->more_buffers, wire::max_stat_buffers);
-  } else if (s->buffers_truncated) {
-    std::printf("... (more buffers than fit one reply)\n");
-  }
-  std::printf("\n");
-  for (const auto& k : s->counters) {
-    std::printf("%s=%llu ", k.name.c_str(), static_cast<unsigned long long>(k.value));
-  }
-  std::printf("\n");
-  return 0;
+  return cli::exit_ok;
 }
 
 }  // namespace xbuf::client

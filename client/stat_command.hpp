@@ -12,16 +12,24 @@
 //   so), the operator (root or the daemon's uid) everything. Lists cut to fit one
 //   reply end with how many rows were left out.
 //
+//   --json prints the same reply as one JSON object instead, with
+//   "schema":"xbuf.stat/1" first (client/stats_json.hpp has the shape).
+//
 // Rules
-//   - Prints to stdout; errors to stderr with the daemon's message.
+//   - The table fits 100 columns (names longer than their column push the
+//     row out); byte counts are in binary units (core/units.hpp), counters
+//     are labelled for people, three to a line.
+//   - Prints to stdout; errors to stderr with the daemon's message; exit
+//     codes as client/cli_args.hpp says.
 #pragma once
 
 #include <span>
 
 namespace xbuf::client {
 
-// `xbuf stat [--socket PATH]`. Returns the process exit code: 0, 1 when the
-// daemon cannot be reached or answers with an error, 2 for bad arguments.
+// `xbuf stat [--socket PATH] [--json]`. Returns the process exit code: 0,
+// 1 when the daemon cannot be reached or answers with an error, 2 for bad
+// arguments; --help prints the usage to stdout and returns 0.
 int stat_main(std::span<char*> args);
 
 }  // namespace xbuf::client

@@ -135,6 +135,7 @@ std::string to_json(const wire::stats_reply& s) {
   out.reserve(256 + 160 * (s.domains.size() + s.clients.size() + s.buffers.size()));
   {
     object_writer o(out);
+    o.field("schema", stats_schema);
     o.field("backend", s.backend);
     o.field("tenant_view", s.tenant_view);
     o.field("more_clients", std::uint64_t{s.more_clients});

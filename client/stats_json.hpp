@@ -4,9 +4,10 @@
 // (xbuf_stats_json) and what sits on it (the Python binding's stats()).
 //
 // Overview
-//   One object, the fields of wire::stats_reply under their own names:
+//   One object: "schema" first (stats_schema), then the fields of
+//   wire::stats_reply under their own names:
 //
-//     {"backend":"sim","tenant_view":false,"more_clients":0,"more_buffers":0,
+//     {"schema":"xbuf.stat/1","backend":"sim","tenant_view":false,"more_clients":0,"more_buffers":0,
 //      "buffers_truncated":false,
 //      "domains":[{"name":"vram0","where":{"name":"vram0","kind":"device","device":0},
 //                  "capacity":1048576,"used":0,"delayed_free_bytes":0,"buffers":0}],
@@ -22,6 +23,10 @@
 //   fixed and distinct (server/stats.cpp, counters_of).
 //
 // Rules
+//   - "schema" names this shape and its version. Within one version keys
+//     are only ever added; a key removed, renamed or changed in meaning or
+//     unit takes the next number ("xbuf.stat/2"), so a reader checks the
+//     schema and ignores keys it does not know.
 //   - The output is always valid JSON (RFC 8259) in UTF-8, whatever the
 //     names hold: a client names its buffers, so a name may carry quotes,
 //     control bytes or bytes that are not UTF-8. '"', '\\' and every byte
@@ -40,6 +45,9 @@
 #include "server/protocol.hpp"
 
 namespace xbuf::client {
+
+// The "schema" value of to_json's object (the rules above).
+inline constexpr std::string_view stats_schema = "xbuf.stat/1";
 
 std::string to_json(const wire::stats_reply& s);
 

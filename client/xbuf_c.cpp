@@ -419,6 +419,18 @@ int xbuf_export(xbuf_client* c, uint64_t buffer, xbuf_export_info* out) {
   });
 }
 
+int xbuf_import(xbuf_client* c, int fd, uint64_t* out_buffer, uint64_t* out_size) {
+  return guarded(__func__, [&](const char* fn) {
+    if (c == nullptr) return bad_arg(fn, null_client);
+    if (out_buffer == nullptr) return bad_arg(fn, "out_buffer is NULL");
+    auto r = c->a->import_fd(fd);
+    if (!r) return set_error(fn, r.err());
+    *out_buffer = r->buffer;
+    if (out_size != nullptr) *out_size = r->size;
+    return 0;
+  });
+}
+
 int xbuf_export_fd(xbuf_client* c, uint64_t buffer, int* out_fd, uint64_t* out_offset, uint64_t* out_size) {
   return guarded(__func__, [&](const char* fn) {
     if (c == nullptr) return bad_arg(fn, null_client);

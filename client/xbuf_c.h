@@ -183,6 +183,13 @@ typedef struct xbuf_export_info {
 /* A new fd of the buffer's memory, for another process or an mmap.
  * Errors: -EOPNOTSUPP where the memory is not a file (CUDA/HIP VRAM). */
 int xbuf_export(xbuf_client* c, uint64_t buffer, xbuf_export_info* out);
+/* The buffer an exported fd reaches - one another client passed on to
+ * this one - usable from now on as if shared with this client (attach,
+ * map, fences): holding the fd is the right to it. The fd stays the
+ * caller's. out_size may be NULL. Errors: -EINVAL (not a memory fd),
+ * -ENOENT (not an export of this allocator, or its buffer moved since:
+ * export again). */
+int xbuf_import(xbuf_client* c, int fd, uint64_t* out_buffer, uint64_t* out_size);
 /* The same, the fd and its range only (out_offset and out_size may be
  * NULL). */
 int xbuf_export_fd(xbuf_client* c, uint64_t buffer, int* out_fd, uint64_t* out_offset, uint64_t* out_size);

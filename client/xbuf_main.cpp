@@ -1,40 +1,72 @@
 // SPDX-License-Identifier: MIT
 //
 // xbuf - the command-line tool. Subcommands:
-//   xbuf topo [--xml FILE] [--json]   PCI/NUMA topology and peer-to-peer matrix
-//   xbuf stat [--socket PATH]         what the daemon holds (per domain, client, buffer)
-//   xbuf demo [--socket PATH]         a small job that keeps the daemon busy, to watch
+//   xbuf topo [--xml FILE] [--json] [--verbose]   PCI/NUMA topology and peer-to-peer matrix
+//   xbuf stat [--socket PATH] [--json]            what the daemon holds (per domain, client,
+//   buffer) xbuf demo [--socket PATH] [--seconds N] [--name NAME]   a job that keeps the daemon
+//   busy, to watch
+//
+// Rules
+//   - Every subcommand takes -h/--help (stdout, exit 0) and uses the exit
+//     codes of client/cli_args.hpp: 0 ok, 1 runtime error, 2 usage.
+//   - XBUF_VERSION is the CMake project version, defined for this file only
+//     (client/CMakeLists.txt).
 #include <cstdio>
 #include <span>
 #include <string_view>
 
+#include "client/cli_args.hpp"
 #include "client/demo_command.hpp"
 #include "client/stat_command.hpp"
 #include "p2p/topo_command.hpp"
+#include "server/protocol.hpp"
 
 namespace {
 
-int usage(std::FILE* out) {
-  std::fputs(
-      "usage: xbuf <command> [options]\n"
+namespace cli = xbuf::client::cli;
+
+// Every subcommand's options, so one screen says all xbuf takes.
+void help(std::FILE* out) {
+  std::fprintf(
+      out,
+      "usage: xbuf <command> [options]     (xbuf <command> --help for one command)\n"
+      "       xbuf --help | --version\n\n"
       "commands:\n"
-      "  topo [--xml FILE] [--json]   topology and peer-to-peer matrix\n"
-      "  stat [--socket PATH]         what xbufd holds: domains, clients, buffers\n"
-      "  demo [--socket PATH] [--seconds N]  a job that keeps xbufd busy (to watch)\n"
-      "  help                         this text\n",
-      out);
-  return out == stdout ? 0 : 2;
+      "  topo [--xml FILE] [--json] [--verbose]\n"
+      "        the PCI/NUMA topology and peer-to-peer matrices of this machine, or of\n"
+      "        a saved one (lstopo --of xml); --json for tools, --verbose for every reason\n"
+      "  stat [--socket PATH] [--json]\n"
+      "        what xbufd holds: domains, clients, buffers, counters\n"
+      "  demo [--socket PATH] [--seconds N] [--name NAME]\n"
+      "        a job that keeps xbufd busy for N seconds (default 30), to watch\n"
+      "  help  this text\n\n"
+      "The socket (stat, demo): --socket PATH, else $XBUF_SOCKET, else\n"
+      "/run/xbuf/xbuf.sock for root, else $XDG_RUNTIME_DIR/xbuf.sock.\n\n"
+      "%s",
+      cli::exit_codes_help);
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 2) return usage(stderr);
+  if (argc < 2) {
+    help(stderr);
+    return cli::exit_usage;
+  }
   const std::string_view cmd = argv[1];
-  if (cmd == "help" || cmd == "--help" || cmd == "-h") return usage(stdout);
-  if (cmd == "topo") return xbuf::p2p::topo_main(std::span<char*>(argv + 2, argv + argc));
-  if (cmd == "stat") return xbuf::client::stat_main(std::span<char*>(argv + 2, argv + argc));
-  if (cmd == "demo") return xbuf::client::demo_main(std::span<char*>(argv + 2, argv + argc));
+  const std::span<char*> rest(argv + 2, argv + argc);
+  if (cmd == "help" || cmd == "--help" || cmd == "-h") {
+    help(stdout);
+    return cli::exit_ok;
+  }
+  if (cmd == "--version" || cmd == "-V") {
+    std::printf("xbuf %s (protocol %u)\n", XBUF_VERSION, unsigned{xbuf::wire::protocol_version});
+    return cli::exit_ok;
+  }
+  if (cmd == "topo") return xbuf::p2p::topo_main(rest);
+  if (cmd == "stat") return xbuf::client::stat_main(rest);
+  if (cmd == "demo") return xbuf::client::demo_main(rest);
   std::fprintf(stderr, "xbuf: unknown command '%s'\n", argv[1]);
-  return usage(stderr);
+  help(stderr);
+  return cli::exit_usage;
 }

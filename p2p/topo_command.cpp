@@ -11,9 +11,28 @@ namespace xbuf::p2p {
 
 namespace {
 
+constexpr const char* usage_line = "usage: xbuf topo [--xml FILE] [--json] [--verbose]\n";
+
 int usage(std::FILE* f) {
-  std::fputs("usage: xbuf topo [--xml FILE] [--json] [--verbose]\n", f);
+  std::fputs(usage_line, f);
   return 2;
+}
+
+// The exit codes are every xbuf command's (client/cli_args.hpp), spelled
+// out here because p2p/ does not include client/.
+void help(std::FILE* f) {
+  std::fputs(usage_line, f);
+  std::fputs(
+      "The PCI/NUMA topology and the peer-to-peer matrices (path, PCIe-only, p2pdma\n"
+      "verdicts, CPU and NUMA affinity) of this machine or of a saved one.\n\n"
+      "  --xml FILE      a topology saved by `lstopo --of xml` instead of this machine\n"
+      "  --json          the machine-readable report only (\"schema\":\"xbuf.topo/1\")\n"
+      "  -v, --verbose   the p2pdma reason of every pair, however many\n"
+      "  -h, --help      this text\n\n"
+      "exit status: 0 ok (a topology without GPUs included), 1 runtime error (the XML\n"
+      "cannot be read or is not a topology, the live machine cannot be discovered),\n"
+      "2 usage error (unknown option, missing value)\n",
+      f);
 }
 
 }  // namespace
@@ -38,7 +57,7 @@ int topo_main(std::span<char*> args, std::FILE* out, std::FILE* err) {
     } else if (a == "--verbose" || a == "-v") {
       verbose = true;
     } else if (a == "--help" || a == "-h") {
-      usage(out);
+      help(out);
       return 0;
     } else {
       std::fprintf(err, "xbuf topo: unknown option '%s'\n", std::string(a).c_str());
@@ -50,7 +69,7 @@ int topo_main(std::span<char*> args, std::FILE* out, std::FILE* err) {
   auto topo = have_xml ? load_topology_xml(xml) : load_topology_live(&pci_note);
   if (!topo) {
     std::fprintf(err, "xbuf topo: %s\n", topo.err().describe().c_str());
-    return have_xml ? 2 : 1;
+    return 1;
   }
   const topo_report report = build_report(*topo);
   if (json) {

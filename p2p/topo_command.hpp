@@ -10,10 +10,12 @@
 //     --verbose   print the p2pdma reason of every pair, however many
 //
 // Rules
-//   - Exit status: 0 on success, including a topology without GPUs or
-//     without PCI objects (the report says so); 2 for a bad command line or a
-//     missing, unreadable or malformed XML (the message names the file and
-//     what is wrong); 1 when the live machine cannot be discovered.
+//   - Exit status, as every xbuf command's (client/cli_args.hpp): 0 on
+//     success, including a topology without GPUs or without PCI objects
+//     (the report says so), and for --help (on `out`); 1 for a missing,
+//     unreadable or malformed XML (the message names the file and what is
+//     wrong) or a live machine that cannot be discovered; 2 for a bad
+//     command line.
 //   - The report goes to `out`, errors and notes to `err`.
 #pragma once
 

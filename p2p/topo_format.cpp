@@ -325,7 +325,11 @@ std::string format_text(const topology& topo, const topo_report& r, bool verbose
 std::string format_json(const topology& topo, const topo_report& r) {
   std::ostringstream o;
   const std::size_t n = r.devices.size();
-  o << "{\"devices\":[";
+  o << "{\"schema\":";
+  json_string(o, std::string(topo_schema));
+  o << ",\"source\":";
+  json_string(o, topo.source());
+  o << ",\"devices\":[";
   for (std::size_t k = 0; k < n; ++k) {
     const pci_node& d = topo.node(r.devices[k]);
     if (k) o << ',';

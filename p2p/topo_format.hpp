@@ -8,7 +8,8 @@
 //   pair of DMA-capable devices once; format_text() prints it the way
 //   `nvidia-smi topo -m` / `-mp` do (plus a p2pdma verdict matrix, reasons
 //   and ACS warnings) and format_json() prints the machine-readable shape:
-//     {"devices":[{"index","kind","name","pci","numa","cpus"}...],
+//     {"schema":"xbuf.topo/1","source":"live" or the XML's path,
+//      "devices":[{"index","kind","name","pci","numa","cpus"}...],
 //      "path":[[...]], "pcie":[[...]], "p2p":[[...]], "distance":[[...]],
 //      "reasons":[[...]]}
 //   Devices are ordered GPUs first, then NICs, then the rest, each group by
@@ -17,10 +18,15 @@
 // Rules
 //   - Pure: no I/O; the command (topo_command.hpp) writes the strings.
 //   - The text and the JSON come from one report, so they cannot disagree.
+//   - "schema" (topo_schema) comes first and names the JSON's shape and
+//     version: within a version keys are only added; a key removed, renamed
+//     or changed in meaning takes the next number, as for `xbuf stat --json`
+//     (client/stats_json.hpp).
 #pragma once
 
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "p2p/peer_policy.hpp"
@@ -40,6 +46,9 @@ struct topo_report {
   std::vector<std::string> warnings;
   bool any_acs_assumed = false;
 };
+
+// The "schema" value of format_json's object.
+inline constexpr std::string_view topo_schema = "xbuf.topo/1";
 
 // Context: allocates; O(n^2) rule evaluations for n DMA-capable devices.
 topo_report build_report(const topology& topo, const runtime_peer_query& runtime = {});

@@ -8,18 +8,20 @@
 #   3. `xbuf stat` (what the daemon holds), then the daemon stops.
 #
 # Options: --seconds N (how long the demo jobs run, default 20).
+# Environment: XBUF_BUILD_DIR, the build directory (default build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 seconds=20
 if [ "${1:-}" = "--seconds" ]; then seconds="${2:?--seconds needs a number}"; fi
+build="${XBUF_BUILD_DIR:-build}"
 
 scripts/install-deps.sh
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build -j "$(nproc)" --target xbuf_cli xbufd
+cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build "$build" -j "$(nproc)" --target xbuf_cli xbufd
 
 echo "== xbuf topo (this machine) =="
-build/bin/xbuf topo || true
+"$build"/bin/xbuf topo || true
 echo
 
 # A directory of our own (mode 0700): xbufd refuses a socket in a directory
@@ -27,18 +29,18 @@ echo
 rundir="$(mktemp -d /tmp/xbuf-run-XXXXXX)"
 socket="$rundir/xbuf.sock"
 echo "== xbufd on $socket (Ctrl-C stops everything) =="
-build/bin/xbufd --socket "$socket" --backend auto --sim-devices 2 --sim-vram 32M \
+"$build"/bin/xbufd --socket "$socket" --backend auto --sim-devices 2 --sim-vram 32M \
   --stats-interval 2 &
 daemon=$!
 trap 'kill -TERM $daemon 2>/dev/null || true; wait $daemon 2>/dev/null || true; rm -rf "$rundir"' EXIT
 for _ in $(seq 50); do [ -S "$socket" ] && break; sleep 0.1; done
 
-build/bin/xbuf demo --socket "$socket" --seconds "$seconds" --name job-a &
+"$build"/bin/xbuf demo --socket "$socket" --seconds "$seconds" --name job-a &
 job_a=$!
-build/bin/xbuf demo --socket "$socket" --seconds "$seconds" --name job-b &
+"$build"/bin/xbuf demo --socket "$socket" --seconds "$seconds" --name job-b &
 job_b=$!
 wait "$job_a" "$job_b"
 
 echo
 echo "== xbuf stat =="
-build/bin/xbuf stat --socket "$socket"
+"$build"/bin/xbuf stat --socket "$socket"

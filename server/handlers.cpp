@@ -101,6 +101,7 @@ constexpr route routes[] = {
     route_of<wire::cpu_begin_request, cpu_begin>(run_on::pool),
     route_of<wire::cpu_end_request, cpu_end>(run_on::pool),
     route_of<wire::stats_request, stats>(run_on::pool),
+    route_of<wire::import_request, import_fd>(run_on::pool),
 };
 
 // find_route() indexes the table by type.
@@ -350,6 +351,16 @@ result<reply_or_wait<wire::cpu_begin_reply>> cpu_begin(session_context& ctx, con
 
 status cpu_end(session_context& ctx, const wire::cpu_end_request& m) {
   return ctx.mm.end_cpu_access(ctx.owner, m.id);
+}
+
+result<wire::import_reply> import_fd(session_context& ctx, const wire::import_request&) {
+  // The fd came with this request's bytes (or is the oldest one this
+  // client sent): used for the lookup, then closed with `fd`.
+  auto fd = ctx.incoming_fds.take();
+  if (!fd) return fail(errc::invalid_argument, "import: no fd came with the request (send it as SCM_RIGHTS)");
+  auto r = ctx.mm.import_fd(ctx.owner, fd->get());
+  if (!r) return std::move(r).err();
+  return wire::import_reply{.buffer = r->id, .size = r->size, .where = r->where};
 }
 
 result<wire::stats_reply> stats(session_context& ctx, const wire::stats_request& /*m*/) {

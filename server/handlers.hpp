@@ -67,6 +67,7 @@
 #include "server/event_sink.hpp"
 #include "server/log.hpp"
 #include "server/outgoing_frame.hpp"
+#include "server/fd_inbox.hpp"
 #include "server/pressure_notice.hpp"
 #include "server/protocol.hpp"
 
@@ -113,6 +114,9 @@ struct session_context {
   // nobody is told, the alloc fails at once), and how long it then retries.
   pressure_notice* pressure = nullptr;
   fence_clock::duration pressure_grace = std::chrono::milliseconds(500);
+
+  // fds this client sent (SCM_RIGHTS) for its import requests.
+  fd_inbox incoming_fds;
 
   // The request being rerun after a fence_wait (one request at a time).
   std::optional<rerun_state> rerun;
@@ -217,5 +221,6 @@ status cpu_end(session_context& ctx, const wire::cpu_end_request& m);
 // What the asker may see (stats.hpp, visible_to): its own uid's clients
 // and buffers, or everything for the operator. Never fails.
 result<wire::stats_reply> stats(session_context& ctx, const wire::stats_request& m);
+result<wire::import_reply> import_fd(session_context& ctx, const wire::import_request& m);
 
 }  // namespace xbuf::server

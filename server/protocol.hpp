@@ -21,7 +21,8 @@
 //   fence_signaled, memory_pressure) are pushed by the daemon at any time
 //   between replies.
 //   The export reply carries one file descriptor as SCM_RIGHTS ancillary data
-//   sent with the reply's bytes; nothing else carries fds.
+//   sent with the reply's bytes, and so does an import request (the fd to
+//   import, with the request's bytes); nothing else carries fds.
 //
 //   Payload encoding: integers little-endian at their natural width, bool as
 //   one byte 0/1, strings and vectors as a u32 count then the elements, a
@@ -121,6 +122,7 @@ enum class msg_type : std::uint16_t {
   cpu_begin = 14,
   cpu_end = 15,
   stats = 16,
+  import_fd = 17,
   // events, pushed by the daemon
   move_notify = 0x4001,
   fence_signaled = 0x4002,
@@ -131,7 +133,7 @@ inline constexpr std::uint16_t reply_bit = 0x8000;
 // parser. Requests are numbered first..last without gaps, events likewise;
 // a new one goes at the end of its range and moves its *_last constant.
 inline constexpr msg_type msg_type_first_request = msg_type::hello;
-inline constexpr msg_type msg_type_last_request = msg_type::stats;
+inline constexpr msg_type msg_type_last_request = msg_type::import_fd;
 inline constexpr msg_type msg_type_first_event = msg_type::move_notify;
 inline constexpr msg_type msg_type_last_event = msg_type::memory_pressure;
 namespace detail {
@@ -143,9 +145,9 @@ constexpr bool is_last_of_range(msg_type t) {
     case msg_type::export_fd: case msg_type::attach: case msg_type::detach: case msg_type::map:
     case msg_type::unmap: case msg_type::add_client_fence: case msg_type::signal_client_fence:
     case msg_type::wait: case msg_type::validate: case msg_type::cpu_begin: case msg_type::cpu_end:
-    case msg_type::move_notify: case msg_type::fence_signaled:
+    case msg_type::stats: case msg_type::move_notify: case msg_type::fence_signaled:
       return false;
-    case msg_type::stats: case msg_type::memory_pressure:
+    case msg_type::import_fd: case msg_type::memory_pressure:
       return true;
   }
   return false;
@@ -583,6 +585,20 @@ struct cpu_begin_request {
 struct cpu_begin_reply {
   std::uint64_t size = 0;
   template <class IO> void io(IO& x) { x("size", size); }
+};
+
+// The fd travels as SCM_RIGHTS with the request's bytes (Overview).
+struct import_request {
+  static constexpr msg_type type = msg_type::import_fd;
+  template <class IO> void io(IO&) {}
+};
+// The buffer the fd reaches, now usable by this client as if shared with
+// it (attach, map, fences). No owner: another tenant's id is not told.
+struct import_reply {
+  std::uint64_t buffer = 0;
+  std::uint64_t size = 0;
+  placement where;
+  template <class IO> void io(IO& x) { x("buffer", buffer); x("size", size); x("where", where); }
 };
 
 struct stats_request {

@@ -10,7 +10,9 @@
 #include <cstring>
 #include <deque>
 #include <memory>
+#include <span>
 #include <string>
+#include <utility>
 
 #include "server/handlers.hpp"
 #include "server/listener.hpp"
@@ -74,6 +76,10 @@ class session : public std::enable_shared_from_this<session> {
   void frame_deadline_passed();
 
   awaitable<void> reader();
+  // One read of what has arrived, taking the fds sent with it into the
+  // context's inbox. An error: the connection's, or (a client that sent
+  // more fds than its imports take) no_buffer_space.
+  awaitable<std::pair<boost::system::error_code, std::size_t>> read_some(std::span<std::uint8_t> buf);
   awaitable<void> handle(const wire::frame& f);
   awaitable<route_outcome> run(const wire::frame& f);
   awaitable<void> await_fence(const fence_wait& w);
@@ -285,7 +291,7 @@ awaitable<void> session::reader() {
   bool clean = true;
   for (bool stop = false; !stop;) {
     reading_ = true;
-    auto [ec, n] = co_await sock_.async_read_some(asio::buffer(buf), tuple_awaitable);
+    auto [ec, n] = co_await read_some(buf);
     reading_ = false;
     if (ec) {
       auto end = parser_.finish();
@@ -323,6 +329,44 @@ awaitable<void> session::reader() {
   closing_ = true;
   wake_.cancel();
   co_await release(clean);
+}
+
+awaitable<std::pair<boost::system::error_code, std::size_t>> session::read_some(std::span<std::uint8_t> buf) {
+  for (;;) {
+    auto [ec] = co_await sock_.async_wait(local_socket::wait_read, tuple_awaitable);
+    if (ec) co_return std::pair{ec, std::size_t{0}};
+    iovec iov{buf.data(), buf.size()};
+    // Room for one more than the inbox holds: a client over it is seen.
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * (fd_inbox::capacity + 1))]{};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    const ssize_t n = ::recvmsg(sock_.native_handle(), &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) continue;
+      co_return std::pair{boost::system::error_code(errno, boost::system::system_category()), std::size_t{0}};
+    }
+    // MSG_CTRUNC: the kernel closed what did not fit the control buffer.
+    bool too_many = (msg.msg_flags & MSG_CTRUNC) != 0;
+    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+      const std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      for (std::size_t i = 0; i < count; ++i) {
+        int fd = -1;
+        std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+        if (!ctx_->incoming_fds.put(unique_fd(fd))) too_many = true;
+      }
+    }
+    if (too_many) {
+      srv_.log("client %u: closing: it sent more file descriptors than its import requests take (at most %zu waiting)",
+               owner_, fd_inbox::capacity);
+      co_return std::pair{boost::system::error_code(asio::error::no_buffer_space), std::size_t{0}};
+    }
+    if (n == 0) co_return std::pair{boost::system::error_code(asio::error::eof), std::size_t{0}};
+    co_return std::pair{boost::system::error_code{}, static_cast<std::size_t>(n)};
+  }
 }
 
 // One request, start to reply: the session boundary. An exception from the

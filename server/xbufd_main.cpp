@@ -9,11 +9,18 @@
 //         [--max-connections N] [--max-queued-bytes BYTES]
 //         [--frame-timeout SECONDS] [--max-fence-deadline SECONDS]
 //         [--alloc-wait SECONDS] [--stats-interval SECONDS] [--quiet]
+//   xbufd --help | --version
 //
 // BYTES takes a K/M/G suffix (powers of two). Without --socket the path is
 // $XBUF_SOCKET, else /run/xbuf/xbuf.sock for root, else
 // $XDG_RUNTIME_DIR/xbuf.sock (wire::default_socket_path()). Every number is
 // parsed strictly: "2x" is an error that names the flag.
+//
+// Exit status: 0 after a clean shutdown (SIGTERM/SIGINT), --help or
+// --version; 1 when the backend or the socket cannot be set up; 2 for a
+// usage error (an unknown option, a missing or bad value, a --topology file
+// that cannot be loaded). XBUF_VERSION is the CMake project version,
+// defined for this file only (server/CMakeLists.txt).
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -60,8 +67,16 @@ int usage(std::FILE* out) {
       "  --max-fence-deadline SECS  every client fence is signaled -ETIMEDOUT after at most SECS\n"
       "                          seconds, so no client stalls eviction or another client (default 10)\n"
       "  --alloc-wait SECS       how long an alloc waits for evictions to make room (default 30)\n"
-      "  --stats-interval SECS   print a status screen to stdout every SECS seconds\n"
-      "  --quiet                 no connect/disconnect log\n",
+      "  --stats-interval SECS   print a status screen to stdout every SECS seconds (0..86400;\n"
+      "                          default 0: none)\n"
+      "  --quiet                 no connect/disconnect log\n"
+      "  -h, --help              this text\n"
+      "  --version               xbufd's version and protocol version\n"
+      "BYTES: a whole number with an optional K, M or G (powers of two), e.g. 512M.\n"
+      "Every number is checked: a bad one (\"2x\", \"abc\") is an error naming the flag.\n"
+      "exit status: 0 after SIGTERM/SIGINT, --help or --version; 1 when the backend or the\n"
+      "socket cannot be set up; 2 usage error (unknown option, missing or bad value,\n"
+      "a --topology file that cannot be loaded)\n",
       out);
   return out == stdout ? 0 : 2;
 }
@@ -259,8 +274,8 @@ bool memory_flag(arg_reader& r, std::string_view a, options& o) {
 }
 
 // Fills `o` from argv. Returns the exit code when xbufd should stop here
-// (--help, an unknown option), nothing when it should go on. Exits with 2
-// on an option that lacks its value or has a bad one.
+// (--help, --version, an unknown option), nothing when it should go on.
+// Exits with 2 on an option that lacks its value or has a bad one.
 std::optional<int> parse_options(int argc, char** argv, options& o) {
   o.server.socket_path = xbuf::wire::default_socket_path();
   // XBUF_SOCKET names the path as explicitly as --socket does.
@@ -269,6 +284,10 @@ std::optional<int> parse_options(int argc, char** argv, options& o) {
   while (r.next()) {
     const std::string_view a = r.current();
     if (a == "--help" || a == "-h") return usage(stdout);
+    if (a == "--version" || a == "-V") {
+      std::printf("xbufd %s (protocol %u)\n", XBUF_VERSION, unsigned{xbuf::wire::protocol_version});
+      return 0;
+    }
     if (server_flag(r, a, o.server) || memory_flag(r, a, o)) continue;
     std::fprintf(stderr, "xbufd: unknown option '%.*s'\n", static_cast<int>(a.size()), a.data());
     return usage(stderr);

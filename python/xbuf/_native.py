@@ -109,6 +109,7 @@ _PROTOTYPES = {
     "xbuf_share": (_int, [_handle, _u64, _u32]),
     "xbuf_export": (_int, [_handle, _u64, _p(ExportInfo)]),
     "xbuf_export_fd": (_int, [_handle, _u64, _p(_int), _p(_u64), _p(_u64)]),
+    "xbuf_import": (_int, [_handle, _int, _p(_u64), _p(_u64)]),
     "xbuf_attach": (_int, [_handle, _u64, _int, _int, _int, _p(_u64)]),
     "xbuf_detach": (_int, [_handle, _u64]),
     "xbuf_map": (_int, [_handle, _u64, _int, _p(Mapping)]),

@@ -374,6 +374,15 @@ class Client:
         another client shared with it): attach it; freeing is the owner's."""
         return Buffer(self, _int("buffer_id", buffer_id, 0, _U64_MAX), None, owned=False)
 
+    def import_fd(self, fd: int) -> "Buffer":
+        """The buffer an exported fd reaches (one another process passed on,
+        e.g. over a socket with socket.send_fds), usable by this client from
+        now on: attach it; freeing is the owner's. The fd stays the caller's."""
+        out = ctypes.c_uint64()
+        size = ctypes.c_uint64()
+        self._check(self._lib.xbuf_import(self._h(), _int("fd", fd, 0, _INT_MAX), ctypes.byref(out), ctypes.byref(size)))
+        return Buffer(self, out.value, size.value, owned=False)
+
     def attach(
         self, buffer: Union["Buffer", int], device: int = -1, mode: str = "dynamic", peer_capable: bool = False
     ) -> "Attachment":

@@ -302,6 +302,64 @@ TYPED_TEST(AllocatorSuite, AnExportMapsTheSameBytes) {
   ::close(e->fd);
 }
 
+// An fd passed on (as a job would over a socket of its own) is imported by
+// another client - in embedded mode the only client, which gets its own
+// buffer back - and reaches the same bytes; every other fd is refused by
+// name, and so is an export the buffer has moved away from.
+TYPED_TEST(AllocatorSuite, AnImportedFdIsTheExportedBuffer) {
+  auto& a = *this->a_;
+  const buffer_id b = this->alloc(32 * KiB, {placement::vram(0), placement::pinned()});
+  auto at = a.attach(b, 0, attach_mode::dynamic);
+  ASSERT_TRUE(at);
+  auto v = a.begin_use(*at, fence_usage::write);
+  ASSERT_TRUE(v) << v.err().describe();
+  fill(v->data, v->size, 33);
+  ASSERT_TRUE(a.end_use(*at));
+  auto e = a.export_fd(b);
+  ASSERT_TRUE(e) << e.err().describe();
+
+  auto other = this->mode_.open("importer");
+  allocator& importer = other ? *other : a;
+  auto imp = importer.import_fd(e->fd);
+  ASSERT_TRUE(imp) << imp.err().describe();
+  EXPECT_EQ(imp->size, 32 * KiB);
+  EXPECT_EQ(imp->where, placement::vram(0));
+  if (!other) {
+    EXPECT_EQ(imp->buffer, b);
+  }
+  auto iat = importer.attach(imp->buffer, -1, attach_mode::dynamic);
+  ASSERT_TRUE(iat) << iat.err().describe();
+  auto seen = importer.begin_use(*iat, fence_usage::read);
+  ASSERT_TRUE(seen) << seen.err().describe();
+  EXPECT_EQ(first_difference(seen->data, 32 * KiB, 33), 32 * KiB);
+  ASSERT_TRUE(importer.end_use(*iat));
+  ASSERT_TRUE(importer.detach(*iat));
+
+  // Not a memory file; a memory file nobody exported.
+  int p[2];
+  ASSERT_EQ(::pipe(p), 0);
+  auto pipe_fd = importer.import_fd(p[0]);
+  EXPECT_EQ(pipe_fd.code(), errc::invalid_argument) << (pipe_fd ? "" : pipe_fd.err().describe());
+  ::close(p[0]);
+  ::close(p[1]);
+  const int stranger = ::memfd_create("stranger", MFD_CLOEXEC);
+  ASSERT_GE(stranger, 0);
+  auto unknown = importer.import_fd(stranger);
+  EXPECT_EQ(unknown.code(), errc::not_found) << (unknown ? "" : unknown.err().describe());
+  ::close(stranger);
+
+  // The buffer moves (evicted by a VRAM-only allocation): the old fd
+  // reaches its old pages, so importing it is refused.
+  auto big = a.alloc({.size = 1 * MiB, .placements = {placement::vram(0)}, .name = "pressure",
+                      .cpu_access = false, .no_evict = false, .alignment = 0});
+  ASSERT_TRUE(big) << big.err().describe();
+  auto stale = importer.import_fd(e->fd);
+  ASSERT_FALSE(stale);
+  EXPECT_EQ(stale.code(), errc::not_found);
+  EXPECT_NE(stale.err().message.find("moved since"), std::string::npos) << stale.err().message;
+  ::close(e->fd);
+}
+
 TYPED_TEST(AllocatorSuite, StatsShowTheBuffer) {
   auto& a = *this->a_;
   const buffer_id b = this->alloc(48 * KiB, {placement::pageable()});

@@ -158,7 +158,19 @@ TEST_F(CAbiTest, ExportHandsOutAnFdWithTheBuffersBytes) {
   ASSERT_NE(p, MAP_FAILED) << std::strerror(errno);
   EXPECT_STREQ(static_cast<const char*>(p) + (e.offset - start), "exported bytes");
   ::munmap(p, len);
+  // Imported back: the same buffer (the only client of an embedded one).
+  std::uint64_t imported = 0, imported_size = 0;
+  ASSERT_EQ(xbuf_import(c_, e.fd, &imported, &imported_size), 0) << last();
+  EXPECT_EQ(imported, b);
+  EXPECT_EQ(imported_size, 16 * KiB);
+  EXPECT_EQ(xbuf_import(c_, e.fd, nullptr, nullptr), -EINVAL);
   ::close(e.fd);
+  int pipe_fds[2];
+  ASSERT_EQ(::pipe(pipe_fds), 0);
+  EXPECT_EQ(xbuf_import(c_, pipe_fds[0], &imported, nullptr), -EINVAL);
+  EXPECT_NE(std::string(xbuf_last_error()).find("not a memory file"), std::string::npos) << xbuf_last_error();
+  ::close(pipe_fds[0]);
+  ::close(pipe_fds[1]);
 
   // The short form hands out the same range.
   int fd = -1;
@@ -486,6 +498,7 @@ TEST(CAbiNullTest, EveryCallRefusesANullHandle) {
       {"xbuf_free", xbuf_free(nullptr, 1)},
       {"xbuf_share", xbuf_share(nullptr, 1, 2)},
       {"xbuf_export", xbuf_export(nullptr, 1, &e)},
+      {"xbuf_import", xbuf_import(nullptr, 0, &u64, nullptr)},
       {"xbuf_export_fd", xbuf_export_fd(nullptr, 1, &i, nullptr, nullptr)},
       {"xbuf_attach", xbuf_attach(nullptr, 1, -1, XBUF_ATTACH_DYNAMIC, 0, &u64)},
       {"xbuf_detach", xbuf_detach(nullptr, 1)},

@@ -78,6 +78,18 @@ TEST(StatsJsonTest, EmptyReplyIsAnObjectWithEveryListEmpty) {
   EXPECT_EQ(*v.find("tenant_view")->as_bool(), false);
 }
 
+// The versioned shape is named before anything else, so a reader can
+// check it first (stats_json.hpp, Rules).
+TEST(StatsJsonTest, SchemaIsTheFirstKey) {
+  const auto v = parsed(client::to_json(wire::stats_reply{}));
+  ASSERT_NE(v.as_object(), nullptr);
+  ASSERT_FALSE(v.as_object()->empty());
+  EXPECT_EQ(v.as_object()->front().first, "schema");
+  ASSERT_NE(v.find("schema")->as_string(), nullptr);
+  EXPECT_EQ(*v.find("schema")->as_string(), "xbuf.stat/1");
+  EXPECT_EQ(client::stats_schema, "xbuf.stat/1");
+}
+
 TEST(StatsJsonTest, EveryFieldIsThereWithItsValue) {
   wire::stats_reply s;
   s.backend = "sim";

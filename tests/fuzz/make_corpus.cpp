@@ -141,7 +141,8 @@ void frame_parser_seeds(const std::filesystem::path& dir) {
            wire::encode_message(14, wire::validate_request{.buffers = {1, 2, 3}}),
            wire::encode_message(
                15, wire::cpu_begin_request{.buffer = 1, .write = true, .timeout_ms = 0}),
-           wire::encode_message(16, wire::cpu_end_request{.id = 1}), free, stats});
+           wire::encode_message(16, wire::cpu_end_request{.id = 1}), free, stats,
+           wire::encode_message(17, wire::import_request{})});
 
   write(dir, "req-hello", parser_input(true, 1, hello));
   write(dir, "req-alloc", parser_input(true, 2, alloc));

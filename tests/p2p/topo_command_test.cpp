@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 //
 // `xbuf topo`: every test topology loads and prints; the real binary's exit
-// codes and output for good and bad input; the JSON shape.
+// codes (0 ok, 1 a file it cannot use, 2 usage) and output for good and bad
+// input; the JSON shape.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -59,7 +60,8 @@ TEST(TopoCommandTest, EveryTestTopologyLoadsAndPrints) {
     const std::string text = format_text(*t, r);
     const std::string json = format_json(*t, r);
     EXPECT_NE(text.find("Topology: " + e.path().string()), std::string::npos) << e.path();
-    EXPECT_EQ(json.rfind("{\"devices\":[", 0), 0u) << e.path();
+    EXPECT_EQ(json.rfind("{\"schema\":\"xbuf.topo/1\",\"source\":", 0), 0u) << e.path();
+    EXPECT_NE(json.find(",\"devices\":["), std::string::npos) << e.path();
     if (t->functions().empty()) {
       EXPECT_NE(text.find("No PCI objects"), std::string::npos) << e.path();
     } else {
@@ -82,9 +84,12 @@ TEST(TopoCommandTest, BinaryPrintsDgx2MatricesAndExitsZero) {
 TEST(TopoCommandTest, BinaryJsonHasTheIssueShapeOrderedGpusFirst) {
   const run_result r = run_xbuf("topo --json --xml " + (topologies / "flux-core_ipa20.xml").string());
   ASSERT_EQ(r.rc, 0) << r.out;
-  EXPECT_EQ(r.out.rfind("{\"devices\":[{\"index\":0,\"kind\":\"gpu\",\"name\":\"NVIDIA H100 80GB HBM3\","
-                        "\"pci\":\"0000:4e:00.0\",\"numa\":3,\"cpus\":\"42-55,154-167\"}", 0),
-            0u)
+  const std::string head = "{\"schema\":\"xbuf.topo/1\",\"source\":\"" + (topologies / "flux-core_ipa20.xml").string() +
+                           "\",";
+  ASSERT_EQ(r.out.rfind(head, 0), 0u) << r.out.substr(0, 300);
+  EXPECT_EQ(r.out.find("\"devices\":[{\"index\":0,\"kind\":\"gpu\",\"name\":\"NVIDIA H100 80GB HBM3\","
+                        "\"pci\":\"0000:4e:00.0\",\"numa\":3,\"cpus\":\"42-55,154-167\"}"),
+            head.size())
       << r.out.substr(0, 300);
   for (const char* key : {"\"path\":[[\"X\",\"NV6\"", "\"pcie\":[[\"X\",\"SYS\"",
                           "\"p2p\":[[\"self\",\"unknown\"", "\"distance\":[[0,8,", "\"reasons\":[["}) {
@@ -98,18 +103,19 @@ TEST(TopoCommandTest, BinaryJsonHasTheIssueShapeOrderedGpusFirst) {
   EXPECT_LT(first_nic, first_nvme);
 }
 
-TEST(TopoCommandTest, MissingFileExitsTwoNamingTheFile) {
+// A file that cannot be read is a runtime error (1), not a usage error (2).
+TEST(TopoCommandTest, MissingFileExitsOneNamingTheFile) {
   const run_result r = run_xbuf("topo --xml /nonexistent/dir/machine.xml");
-  EXPECT_EQ(r.rc, 2);
+  EXPECT_EQ(r.rc, 1);
   EXPECT_NE(r.out.find("/nonexistent/dir/machine.xml"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("No such file"), std::string::npos) << r.out;
 }
 
-TEST(TopoCommandTest, GarbageXmlExitsTwoSayingItIsNotATopology) {
+TEST(TopoCommandTest, GarbageXmlExitsOneSayingItIsNotATopology) {
   const fs::path p = temp_file("garbage.xml", "<topology version=\"2.0\"><object type=\"Machine\"");
   const run_result r = run_xbuf("topo --xml " + p.string());
   fs::remove(p);
-  EXPECT_EQ(r.rc, 2);
+  EXPECT_EQ(r.rc, 1);
   EXPECT_NE(r.out.find(p.string()), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("not a valid hwloc topology"), std::string::npos) << r.out;
 }

@@ -108,6 +108,28 @@ def test_export_gives_an_fd_of_the_buffers_memory(client):
     assert e.fd == -1  # closed by the with block
 
 
+def test_an_exported_fd_imported_by_another_client_reaches_the_same_bytes(client, daemon):
+    buf = client.alloc(16 * KiB, "pinned")
+    with buf.attach() as att:
+        with att.use("write") as view:
+            view[:8] = b"imported"
+    with buf.export() as e, xbuf.connect(daemon.socket, name="importer") as other:
+        theirs = other.import_fd(e.fd)
+        assert theirs.size == 16 * KiB
+        with theirs.attach() as att2:
+            with att2.use("read") as view:
+                assert bytes(view[:8]) == b"imported"
+    with pytest.raises(ValueError):
+        client.import_fd(-1)
+    r, w = os.pipe()
+    try:
+        with pytest.raises(xbuf.InvalidArgumentError):
+            client.import_fd(r)
+    finally:
+        os.close(r)
+        os.close(w)
+
+
 def test_fences_time_out_until_signaled_then_report_their_error(client):
     buf = client.alloc(4 * KiB)
     f = buf.add_fence("write")
