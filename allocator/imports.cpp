@@ -31,13 +31,16 @@ void memory_manager::record_export_locked(buffer& buf, const exported_memory& e)
   // Older generations' files are no longer this buffer's memory. (A key
   // may name another buffer's record by now: a freed memfd's inode number
   // is reused. That record is left alone.)
-  std::erase_if(buf.export_keys, [&](const auto& k) {
-    auto it = exports_.find(k);
-    if (it == exports_.end() || it->second.id != buf.id) return true;
-    if (it->second.generation == generation) return false;
-    exports_.erase(it);
-    return true;
-  });
+  // (A plain loop: -Wthread-safety does not see mutex_ held inside a lambda.)
+  for (auto k = buf.export_keys.begin(); k != buf.export_keys.end();) {
+    auto it = exports_.find(*k);
+    if (it != exports_.end() && it->second.id == buf.id && it->second.generation == generation) {
+      ++k;
+      continue;
+    }
+    if (it != exports_.end() && it->second.id == buf.id) exports_.erase(it);
+    k = buf.export_keys.erase(k);
+  }
   exports_[key] = export_record{.id = buf.id, .generation = generation};
   if (std::find(buf.export_keys.begin(), buf.export_keys.end(), key) == buf.export_keys.end()) {
     buf.export_keys.push_back(key);
