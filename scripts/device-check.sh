@@ -74,6 +74,8 @@ run_check() {
     record FAIL "$name" "exit $rc: $(grep -m1 -E 'Failure|FAILED|error' "$log" || tail -1 "$log")"
   elif grep -q '\[  SKIPPED \]' "$log" && ! grep -q '\[       OK \]' "$log"; then
     record SKIP "$name" "$(grep -m1 -A1 'Skipped' "$log" | tail -1)"
+  elif grep -q 'skipped:' "$log"; then
+    record SKIP "$name" "$(grep -m1 'skipped:' "$log")"
   else
     record PASS "$name" "$(grep -m1 -E 'PASSED|ok:|ratio' "$log" || tail -1 "$log")"
   fi
@@ -95,8 +97,12 @@ run() {
   start=$(date +%s)
   {
     echo "xbuf device check, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-    nvidia-smi -L 2>&1 || echo "nvidia-smi: not available"
-    nvidia-smi --query-gpu=driver_version --format=csv,noheader 2>/dev/null | head -1 | sed 's/^/driver /'
+    if command -v nvidia-smi >/dev/null; then
+      nvidia-smi -L 2>&1 || true
+      nvidia-smi --query-gpu=driver_version --format=csv,noheader 2>/dev/null | head -1 | sed 's/^/driver /' || true
+    else
+      echo "nvidia-smi: not available"
+    fi
   } | tee -a "$summary"
   local bin="$stage/bin"
   run_check gpu_runtime_cuda 90 "$bin/gpu_backend_test" --gtest_filter='Runtime/*cuda*:*Cuda*'
