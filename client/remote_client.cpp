@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "core/errno_text.hpp"
+#include "core/fd_message.hpp"
 
 namespace xbuf::client {
 
@@ -138,22 +139,12 @@ status remote_client::send_raw(std::span<const std::uint8_t> bytes) {
 
 status remote_client::send_with_fd(std::span<const std::uint8_t> bytes, int fd) {
   if (broken_) return *broken_;
-  // The fd rides on the first byte; the rest follows as plain bytes.
-  iovec iov{const_cast<std::uint8_t*>(bytes.data()), bytes.size()};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))]{};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
-  cmsghdr* c = CMSG_FIRSTHDR(&msg);
-  c->cmsg_level = SOL_SOCKET;
-  c->cmsg_type = SCM_RIGHTS;
-  c->cmsg_len = CMSG_LEN(sizeof(int));
-  std::memcpy(CMSG_DATA(c), &fd, sizeof(int));
+  // The fd rides on the first bytes; whatever the socket did not take
+  // follows as plain bytes.
+  const fd_message msg(bytes.data(), bytes.size(), fd);
   ssize_t k = 0;
   do {
-    k = ::sendmsg(fd_, &msg, MSG_NOSIGNAL);
+    k = ::sendmsg(fd_, msg.header(), MSG_NOSIGNAL);
   } while (k < 0 && errno == EINTR);
   if (k <= 0) return broken(fail(errc::io_error, "send to xbufd: " + errno_text(errno)));
   return send_raw(bytes.subspan(static_cast<std::size_t>(k)));

@@ -14,6 +14,7 @@
 #include <string>
 #include <utility>
 
+#include "core/fd_message.hpp"
 #include "server/handlers.hpp"
 #include "server/listener.hpp"
 #include "server/outgoing_frame.hpp"
@@ -503,20 +504,8 @@ awaitable<std::size_t> session::send_with_fd(outgoing_frame& o) {
   for (;;) {
     auto [ec] = co_await sock_.async_wait(local_socket::wait_write, tuple_awaitable);
     if (ec) co_return 0;
-    iovec iov{o.bytes.data(), o.bytes.size()};
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))]{};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
-    cmsghdr* c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    const int fd = o.fd.get();
-    std::memcpy(CMSG_DATA(c), &fd, sizeof(int));
-    const ssize_t k = ::sendmsg(sock_.native_handle(), &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+    const fd_message msg(o.bytes.data(), o.bytes.size(), o.fd.get());
+    const ssize_t k = ::sendmsg(sock_.native_handle(), msg.header(), MSG_DONTWAIT | MSG_NOSIGNAL);
     if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) continue;
     co_return k > 0 ? static_cast<std::size_t>(k) : 0;
   }

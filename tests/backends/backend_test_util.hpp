@@ -12,6 +12,8 @@
 #include <cstring>
 #include <random>
 
+#include "core/fd_message.hpp"
+
 namespace xbuf::test {
 
 // FNV-1a, 64 bit: any flipped or moved byte changes it.
@@ -54,19 +56,8 @@ struct fd_reply {
 // Sends `msg` with `fd` attached (SCM_RIGHTS). Returns false on failure.
 template <class T>
 bool send_with_fd(int sock, const T& msg, int fd) {
-  iovec iov{const_cast<T*>(&msg), sizeof msg};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-  msghdr mh{};
-  mh.msg_iov = &iov;
-  mh.msg_iovlen = 1;
-  mh.msg_control = control;
-  mh.msg_controllen = sizeof control;
-  cmsghdr* c = CMSG_FIRSTHDR(&mh);
-  c->cmsg_level = SOL_SOCKET;
-  c->cmsg_type = SCM_RIGHTS;
-  c->cmsg_len = CMSG_LEN(sizeof(int));
-  std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
-  return ::sendmsg(sock, &mh, MSG_NOSIGNAL) == static_cast<ssize_t>(sizeof msg);
+  const fd_message m(&msg, sizeof msg, fd);
+  return ::sendmsg(sock, m.header(), MSG_NOSIGNAL) == static_cast<ssize_t>(sizeof msg);
 }
 
 // Receives a `T` and the fd attached to it (-1 if none). Returns false on failure.
