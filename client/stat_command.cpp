@@ -13,6 +13,7 @@
 #include "client/stats_json.hpp"
 #include "core/units.hpp"
 #include "server/protocol.hpp"
+#include "server/stats.hpp"
 
 namespace xbuf::client {
 
@@ -38,70 +39,6 @@ void print_help() {
 const char* view_name(const wire::stats_reply& s) {
   return s.tenant_view ? "your buffers; totals for every tenant"
                        : "operator view: every client and buffer";
-}
-
-// What a counter is called in the table: the daemon's names are short for
-// JSON and grep, these say what is counted. `bytes`: shown in binary units.
-struct counter_label {
-  std::string_view name;
-  std::string_view label;
-  bool bytes;
-};
-constexpr counter_label labels[] = {
-    {"allocations", "allocations", false},
-    {"allocation_failures", "refused allocations", false},
-    {"frees", "frees", false},
-    {"evictions", "evictions", false},
-    {"moves", "moves", false},
-    {"bytes_moved", "bytes moved", true},
-    {"failed_moves", "failed moves", false},
-    {"move_notifies", "move_notify sent", false},
-    {"delayed_frees", "delayed frees", false},
-    {"promotions", "promotions", false},
-    {"promotions_deferred", "promotions deferred", false},
-    {"clears", "clears", false},
-    {"bytes_cleared", "bytes cleared", true},
-};
-
-std::optional<std::uint64_t> counter(const wire::stats_reply& s, std::string_view name) {
-  for (const auto& k : s.counters) {
-    if (k.name == name) return k.value;
-  }
-  return std::nullopt;
-}
-
-// Three counters to a line, each a 19-column label and a 10-column value
-// (3 * (2 + 19 + 1 + 10) = 96 columns), in the order of `labels` (what an
-// operator looks for first), then any counter this xbuf does not know (a
-// newer daemon's) under its own name. pinned_bytes / pinned_limit are not
-// the pinned domain (that is a row above) but the bytes held where they
-// are by pinned attachments and no-evict buffers, under --pinned's limit:
-// they get a line of their own that says so.
-void print_counters(const wire::stats_reply& s) {
-  std::printf("\nCOUNTERS\n");
-  int in_line = 0;
-  auto cell = [&](std::string_view label, const std::string& value) {
-    std::printf("  %-19.*s %10s", static_cast<int>(label.size()), label.data(), value.c_str());
-    if (++in_line == 3) {
-      std::printf("\n");
-      in_line = 0;
-    }
-  };
-  for (const auto& l : labels) {
-    if (auto v = counter(s, l.name)) cell(l.label, l.bytes ? format_bytes(*v) : std::to_string(*v));
-  }
-  for (const auto& k : s.counters) {
-    bool known = k.name == "pinned_bytes" || k.name == "pinned_limit";
-    for (const auto& l : labels) known = known || l.name == k.name;
-    if (!known) cell(k.name, std::to_string(k.value));
-  }
-  if (in_line != 0) std::printf("\n");
-  const auto held = counter(s, "pinned_bytes");
-  const auto limit = counter(s, "pinned_limit");
-  if (held || limit) {
-    std::printf("  held in place by pins and no-evict buffers: %s of %s (--pinned limit)\n",
-                format_bytes(held.value_or(0)).c_str(), limit ? format_bytes(*limit).c_str() : "?");
-  }
 }
 
 void print_tables(const std::string& path, owner_id self, const wire::stats_reply& s) {
@@ -142,7 +79,8 @@ void print_tables(const std::string& path, owner_id self, const wire::stats_repl
   } else if (s.buffers_truncated) {
     std::printf("... (more buffers than fit one reply)\n");
   }
-  print_counters(s);
+  std::printf("\nCOUNTERS\n");
+  server::print_counters(stdout, s);
 }
 
 }  // namespace

@@ -168,12 +168,72 @@ void print_status(std::FILE* out, const wire::stats_reply& s) {
     std::fprintf(out, "  client %-4u pid %-7d %-16s %10s in %u buffers\n", c.owner, c.pid, c.name.c_str(),
                  format_bytes(c.bytes).c_str(), c.buffers);
   }
-  std::fprintf(out, "  ");
-  for (const auto& c : s.counters) {
-    std::fprintf(out, "%s %llu  ", c.name.c_str(), static_cast<unsigned long long>(c.value));
-  }
-  std::fprintf(out, "\n");
+  print_counters(out, s);
   std::fflush(out);
+}
+
+namespace {
+
+// What a counter is called on screen: the daemon's names are short for
+// JSON and grep, these say what is counted. `bytes`: shown in binary units.
+struct counter_label {
+  std::string_view name;
+  std::string_view label;
+  bool bytes;
+};
+constexpr counter_label labels[] = {
+    {"allocations", "allocations", false},
+    {"allocation_failures", "refused allocations", false},
+    {"frees", "frees", false},
+    {"evictions", "evictions", false},
+    {"moves", "moves", false},
+    {"bytes_moved", "bytes moved", true},
+    {"failed_moves", "failed moves", false},
+    {"move_notifies", "move_notify sent", false},
+    {"delayed_frees", "delayed frees", false},
+    {"promotions", "promotions", false},
+    {"promotions_deferred", "promotions deferred", false},
+    {"clears", "clears", false},
+    {"bytes_cleared", "bytes cleared", true},
+};
+
+std::optional<std::uint64_t> counter(const wire::stats_reply& s, std::string_view name) {
+  for (const auto& k : s.counters) {
+    if (k.name == name) return k.value;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+// Three to a line, each a 19-column label and a 10-column value
+// (3 * (2 + 19 + 1 + 10) = 96 columns), in the order of `labels` (what an
+// operator looks for first), then any counter this build does not know (a
+// newer daemon's) under its own name.
+void print_counters(std::FILE* out, const wire::stats_reply& s) {
+  int in_line = 0;
+  auto cell = [&](std::string_view label, const std::string& value) {
+    std::fprintf(out, "  %-19.*s %10s", static_cast<int>(label.size()), label.data(), value.c_str());
+    if (++in_line == 3) {
+      std::fprintf(out, "\n");
+      in_line = 0;
+    }
+  };
+  for (const auto& l : labels) {
+    if (auto v = counter(s, l.name)) cell(l.label, l.bytes ? format_bytes(*v) : std::to_string(*v));
+  }
+  for (const auto& k : s.counters) {
+    bool known = k.name == "pinned_bytes" || k.name == "pinned_limit";
+    for (const auto& l : labels) known = known || l.name == k.name;
+    if (!known) cell(k.name, std::to_string(k.value));
+  }
+  if (in_line != 0) std::fprintf(out, "\n");
+  const auto held = counter(s, "pinned_bytes");
+  const auto limit = counter(s, "pinned_limit");
+  if (held || limit) {
+    std::fprintf(out, "  held in place by pins and no-evict buffers: %s of %s (--pinned limit)\n",
+                 format_bytes(held.value_or(0)).c_str(), limit ? format_bytes(*limit).c_str() : "?");
+  }
 }
 
 }  // namespace xbuf::server

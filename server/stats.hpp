@@ -79,4 +79,10 @@ wire::stats_reply collect_stats(memory_manager& mm);
 // client, the counters. Context: writes to `out` and flushes it.
 void print_status(std::FILE* out, const wire::stats_reply& s);
 
+// The counters as people read them, three to a line of at most 96 columns:
+// labels that say what is counted, bytes in binary units, and the bytes
+// held in place by pins and no-evict buffers on a line of their own (they
+// are not the pinned domain). Shared by the daemon's screen and `xbuf stat`.
+void print_counters(std::FILE* out, const wire::stats_reply& s);
+
 }  // namespace xbuf::server
