@@ -114,6 +114,10 @@ result<memory_manager::placed> memory_manager::make_room_locked(
     std::vector<int> allowed;
     std::string over;
     for (int d : domains) {
+      // A domain that can never hold the buffer is passed over, not an
+      // error: the next placement may (a 2 MiB chunk with a 1 MiB GPU).
+      // (allocate() checked that some allowed domain is large enough.)
+      if (at(d).capacity() < size) continue;
       if (!quota_owner || accounts_.domain_allows(*quota_owner, d, size)) {
         allowed.push_back(d);
       } else {

@@ -22,6 +22,7 @@
 #include "client/xbuf_c.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <climits>
@@ -38,6 +39,7 @@
 #include <vector>
 
 #include "client/allocator.hpp"
+#include "client/chunk_pool.hpp"
 #include "client/stats_json.hpp"
 #include "core/guarded.hpp"
 #include "core/memory_kind.hpp"
@@ -187,12 +189,25 @@ constexpr std::string_view null_client = "client is NULL";
 struct torch_state {
   xbuf::mutex mutex;
   std::unique_ptr<allocator> alloc XBUF_GUARDED_BY(mutex);
+  // Sizes up to small_limit come from a chunk_pool per device (a tensor
+  // allocation per op would otherwise be a round trip each); larger ones
+  // get a buffer of their own, in `regions`.
+  std::map<int, std::unique_ptr<xbuf::client::chunk_pool>> pools XBUF_GUARDED_BY(mutex);
   struct region {
     xbuf::buffer_id buffer;
     xbuf::attachment_id attachment;
   };
   std::map<void*, region> regions XBUF_GUARDED_BY(mutex);  // key = the pointer handed out
+  // Set by the allocator's memory-pressure callback (which runs inside one
+  // of our calls, with `mutex` held: it only stores); the next malloc or
+  // free gives the pools' idle chunks back. Events are read at most every
+  // poll_interval, since pool allocations make no call that would.
+  std::shared_ptr<std::atomic<bool>> pressed = std::make_shared<std::atomic<bool>>(false);
+  std::chrono::steady_clock::time_point last_poll XBUF_GUARDED_BY(mutex);
 };
+constexpr std::uint64_t small_limit = 256 << 10;
+constexpr std::chrono::milliseconds poll_interval{10};
+
 // Never destroyed: a framework frees its tensors from its own exit-time
 // destructors, which may run after ours would; the daemon (or the process
 // ending) releases what is still held.
@@ -213,8 +228,35 @@ xbuf::result<allocator*> torch_allocator(torch_state& t) XBUF_REQUIRES(t.mutex) 
                                                                      : xbuf::client::connect_daemon("", "torch");
     if (!a) return std::move(a).err();
     t.alloc = std::move(*a);
+    t.alloc->on_memory_pressure([pressed = t.pressed](const xbuf::client::pressure_event&) { pressed->store(true); });
   }
   return t.alloc.get();
+}
+
+// Reads the allocator's events when poll_interval has passed, and gives
+// idle chunks back after a memory_pressure among them.
+void torch_watch(torch_state& t) XBUF_REQUIRES(t.mutex) {
+  const auto now = std::chrono::steady_clock::now();
+  if (now - t.last_poll >= poll_interval) {
+    t.last_poll = now;
+    (void)t.alloc->poll_events(std::chrono::milliseconds(0));
+  }
+  if (t.pressed->exchange(false)) {
+    for (auto& [device, pool] : t.pools) pool->release_idle();
+  }
+}
+
+xbuf::client::chunk_pool& torch_pool(torch_state& t, int device) XBUF_REQUIRES(t.mutex) {
+  auto& pool = t.pools[device];
+  if (!pool) {
+    xbuf::client::chunk_pool_options o;
+    o.placements = placements_for(device);
+    o.device = device < 0 ? -1 : device;
+    o.max_block = small_limit;
+    o.watch_pressure = false;  // torch_watch does, for every device's pool
+    pool = std::make_unique<xbuf::client::chunk_pool>(*t.alloc, o);
+  }
+  return *pool;
 }
 
 void* torch_malloc(const char* fn, ssize_t size, int device) {
@@ -228,6 +270,15 @@ void* torch_malloc(const char* fn, ssize_t size, int device) {
   if (!got) {
     set_error(fn, got.err());
     return nullptr;
+  }
+  torch_watch(t);
+  if (static_cast<std::uint64_t>(size) <= small_limit) {
+    auto p = torch_pool(t, device).allocate(static_cast<std::uint64_t>(size));
+    if (!p) {
+      set_error(fn, p.err());
+      return nullptr;
+    }
+    return *p;
   }
   allocator& a = **got;
   auto b = a.alloc({.size = static_cast<std::uint64_t>(size),
@@ -259,8 +310,13 @@ void torch_free(void* ptr) {
   if (ptr == nullptr) return;
   auto& t = torch();
   xbuf::mutex_lock lock(t.mutex);
+  if (!t.alloc) return;
+  torch_watch(t);
+  for (auto& [device, pool] : t.pools) {
+    if (pool->deallocate(ptr)) return;  // else not this pool's (not_found) or freed already
+  }
   auto it = t.regions.find(ptr);
-  if (it == t.regions.end() || !t.alloc) return;  // not ours: freeing never fails
+  if (it == t.regions.end()) return;  // not ours: freeing never fails
   // Detach first: a buffer freed while attached lives on until detached.
   (void)t.alloc->detach(it->second.attachment);
   (void)t.alloc->free(it->second.buffer);

@@ -67,10 +67,14 @@
  *   making it: xbufd at $XBUF_SOCKET (else the default path), or, with
  *   $XBUF_MODE=embedded, an embedded allocator (backend $XBUF_BACKEND,
  *   else "auto"; the other settings xbuf_open_embedded's defaults). A
- *   malloc allocates placements {VRAM of `device`, pinned host, pageable
- *   host}, no_evict (never moved, so the pointer stays right; it counts
- *   against the pinned limit), attaches `device` pinned and maps it; the
- *   pointer is the mapping. Honestly, today:
+ *   malloc of more than 256 KiB allocates placements {VRAM of `device`,
+ *   pinned host, pageable host}, no_evict (never moved, so the pointer
+ *   stays right; it counts against the pinned limit), attaches `device`
+ *   pinned and maps it; the pointer is the mapping. Smaller ones are blocks
+ *   of 2 MiB chunks made that way (client/chunk_pool.hpp, one pool per
+ *   device): no daemon round trip each. Idle chunks go back after a while
+ *   and at once after a memory_pressure event (events are read from
+ *   malloc and free, at most every 10 ms). Honestly, today:
  *     - On the sim backend and for host placements the pointer is a HOST
  *       mapping of the buffer's memory (the sim's VRAM is host memory).
  *     - With CUDA/HIP VRAM the daemon refuses to export the memory, so

@@ -86,6 +86,21 @@ TEST(MemoryManagerTest, FallsBackToTheNextPlacementWhenNothingCanBeEvicted) {
   EXPECT_EQ(s.where(alice, *b), placement::pinned());
 }
 
+// A preferred domain too small ever to hold the buffer is passed over, the
+// way a full one is: 2 MiB with 1 MiB of VRAM lands in pinned memory (a
+// client's chunk_pool asks for 2 MiB chunks on any GPU).
+TEST(MemoryManagerTest, PassesOverAPlacementTooSmallForTheBuffer) {
+  sim_manager s;  // 1 MiB of VRAM per GPU
+  auto b = s.mm->allocate(alice, request(2 * MiB, {placement::vram(0), placement::pinned()}));
+  ASSERT_TRUE(b) << b.err().describe();
+  EXPECT_EQ(s.where(alice, *b), placement::pinned());
+  // Too small everywhere is still the named invalid_argument.
+  auto none = s.mm->allocate(alice, request(2 * MiB, {placement::vram(0), placement::vram(1)}));
+  ASSERT_FALSE(none);
+  EXPECT_EQ(none.code(), errc::invalid_argument);
+  EXPECT_NE(none.err().message.find("larger than any allowed domain"), std::string::npos) << none.err().message;
+}
+
 TEST(MemoryManagerTest, EvictsTheLeastRecentlyUsedBufferFirst) {
   sim_manager s;
   auto ids = fill_vram0(s);

@@ -563,14 +563,24 @@ TEST(CAbiTorchTest, EmbeddedTorchMallocHandsOutWritableMemoryAndFreesIt) {
   void* q = xbuf_torch_malloc(4096, -1, nullptr);
   ASSERT_NE(q, nullptr) << last();
   EXPECT_NE(p, q);
-  // The torch allocator's own stats: both buffers, named "torch".
+  // A large one gets a buffer of its own; the small ones are blocks of a
+  // chunk per device.
+  void* big = xbuf_torch_malloc(512 * KiB, 0, nullptr);
+  ASSERT_NE(big, nullptr) << last();
+  std::memset(big, 0x5a, 512 * KiB);
+  // The torch allocator's own stats: one buffer named "torch", two chunks.
   char* json = xbuf_torch_stats_json();
   ASSERT_NE(json, nullptr) << last();
   const std::string text(json);
   xbuf_string_free(json);
-  std::size_t named = 0;
-  for (auto at = text.find("\"torch\""); at != std::string::npos; at = text.find("\"torch\"", at + 1)) ++named;
-  EXPECT_EQ(named, 2u) << text;
+  const auto count = [&](const std::string& what) {
+    std::size_t n = 0;
+    for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+    return n;
+  };
+  EXPECT_EQ(count("\"name\":\"torch\""), 1u) << text;
+  EXPECT_EQ(count("\"name\":\"chunk\""), 2u) << text;
+  xbuf_torch_free(big, 512 * KiB, 0, nullptr);
   static_cast<unsigned char*>(q)[4095] = 1;
   EXPECT_EQ(static_cast<const unsigned char*>(p)[64 * KiB - 1], 0xab);
   xbuf_torch_free(p, 64 * KiB, 0, nullptr);
