@@ -27,7 +27,10 @@ error heap::no_room(std::uint64_t size, std::uint64_t largest) const {
 
 result<heap_allocation> heap::allocate(std::uint64_t size, std::uint64_t alignment) {
   auto a = do_allocate(size, alignment);
-  if (a) live_bytes_ += a->bytes;
+  if (a) {
+    live_bytes_ += a->bytes;
+    peak_used_ = std::max(peak_used_, used());
+  }
   return a;
 }
 
@@ -71,6 +74,7 @@ domain_stats heap::stats() const {
   s.where = where_;
   s.capacity = capacity_;
   s.used = used();
+  s.peak_used = peak_used_;
   s.delayed_free_bytes = delayed_bytes_;
   s.buffers = lru_.size();
   s.delayed_frees = zombies_.size();

@@ -59,6 +59,7 @@ struct domain_stats {
   placement where;
   std::uint64_t capacity = 0;
   std::uint64_t used = 0;              // live + delayed-free bytes
+  std::uint64_t peak_used = 0;         // the most `used` has been since the heap was made
   std::uint64_t delayed_free_bytes = 0;
   std::uint64_t largest_free_block = 0;  // VRAM: buddy; host: capacity - used
   double fragmentation = 0;            // VRAM: 1 - largest_free/free; host: 0
@@ -137,6 +138,7 @@ class heap {
   const std::uint64_t capacity_;
   std::uint64_t live_bytes_ = 0;
   std::uint64_t delayed_bytes_ = 0;
+  std::uint64_t peak_used_ = 0;  // high-water mark of used(): only allocate() raises used()
   std::vector<zombie> zombies_;
   std::list<buffer*> lru_;
 };

@@ -43,14 +43,14 @@ const char* view_name(const wire::stats_reply& s) {
 
 void print_tables(const std::string& path, owner_id self, const wire::stats_reply& s) {
   std::printf("xbufd on %s (backend %s) - %s\n\n", path.c_str(), s.backend.c_str(), view_name(s));
-  std::printf("%-10s %10s %10s %6s %8s %12s\n", "DOMAIN", "USED", "CAPACITY", "USE%", "BUFFERS",
+  std::printf("%-10s %10s %10s %6s %10s %8s %12s\n", "DOMAIN", "USED", "CAPACITY", "USE%", "PEAK", "BUFFERS",
               "DELAYED FREE");
   for (const auto& d : s.domains) {
     const double pct = d.capacity != 0
                            ? 100.0 * static_cast<double>(d.used) / static_cast<double>(d.capacity)
                            : 0.0;
-    std::printf("%-10s %10s %10s %5.1f%% %8u %12s\n", d.name.c_str(), format_bytes(d.used).c_str(),
-                format_bytes(d.capacity).c_str(), pct, d.buffers,
+    std::printf("%-10s %10s %10s %5.1f%% %10s %8u %12s\n", d.name.c_str(), format_bytes(d.used).c_str(),
+                format_bytes(d.capacity).c_str(), pct, format_bytes(d.peak_used).c_str(), d.buffers,
                 format_bytes(d.delayed_free_bytes).c_str());
   }
   std::printf("\n%-6s %-8s %-6s %-20s %10s %8s\n", "CLIENT", "PID", "UID", "NAME", "BYTES",

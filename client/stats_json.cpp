@@ -149,6 +149,7 @@ std::string to_json(const wire::stats_reply& s) {
       r.field("capacity", d.capacity);
       r.field("used", d.used);
       r.field("delayed_free_bytes", d.delayed_free_bytes);
+      r.field("peak_used", d.peak_used);
       r.field("buffers", std::uint64_t{d.buffers});
     });
     write_array(o.key("clients"), s.clients, [](std::string& to, const wire::stat_client& c) {

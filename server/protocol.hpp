@@ -610,9 +610,10 @@ struct stat_domain {
   placement where;
   std::uint64_t capacity = 0, used = 0, delayed_free_bytes = 0;
   std::uint32_t buffers = 0;
+  std::uint64_t peak_used = 0;  // the most `used` has been since xbufd started
   template <class IO> void io(IO& x) {
     x("name", name); x("where", where); x("capacity", capacity); x("used", used);
-    x("delayed_free_bytes", delayed_free_bytes); x("buffers", buffers);
+    x("delayed_free_bytes", delayed_free_bytes); x("buffers", buffers); x("peak_used", peak_used);
   }
 };
 struct stat_client {
@@ -680,7 +681,7 @@ namespace wire_size {
 constexpr std::size_t string(std::size_t max_bytes) { return 4 + max_bytes; }
 inline constexpr std::size_t placement_bytes = 1 + 4;
 inline constexpr std::size_t status = 4 + string(0);  // ok code, empty message
-inline constexpr std::size_t stat_domain = string(max_stat_label_bytes) + placement_bytes + 3 * 8 + 4;
+inline constexpr std::size_t stat_domain = string(max_stat_label_bytes) + placement_bytes + 3 * 8 + 4 + 8;
 inline constexpr std::size_t stat_client = 4 + 4 + 4 + string(max_name_bytes) + 8 + 4;
 inline constexpr std::size_t stat_buffer = 8 + 4 + string(max_name_bytes) + 8 + placement_bytes + 4 + 4 + 4 + 8 + 1;
 inline constexpr std::size_t stat_counter = string(max_stat_label_bytes) + 8;

@@ -31,7 +31,8 @@ std::vector<wire::stat_domain> domains_of(const manager_stats& st) {
   for (const auto& d : st.domains) {
     if (out.size() == wire::max_stat_domains) break;  // more domains than any machine has
     out.push_back({.name = cut(d.name, wire::max_stat_label_bytes), .where = d.where, .capacity = d.capacity,
-                   .used = d.used, .delayed_free_bytes = d.delayed_free_bytes, .buffers = count32(d.buffers)});
+                   .used = d.used, .delayed_free_bytes = d.delayed_free_bytes, .buffers = count32(d.buffers),
+                   .peak_used = d.peak_used});
   }
   return out;
 }
@@ -160,9 +161,9 @@ void print_status(std::FILE* out, const wire::stats_reply& s) {
                s.clients.size() + s.more_clients, s.buffers.size() + s.more_buffers);
   for (const auto& d : s.domains) {
     const double pct = d.capacity ? 100.0 * static_cast<double>(d.used) / static_cast<double>(d.capacity) : 0.0;
-    std::fprintf(out, "  %-10s %10s / %-10s %5.1f%%  %u buffers  %s delayed\n", d.name.c_str(),
-                 format_bytes(d.used).c_str(), format_bytes(d.capacity).c_str(), pct, d.buffers,
-                 format_bytes(d.delayed_free_bytes).c_str());
+    std::fprintf(out, "  %-10s %10s / %-10s %5.1f%%  peak %-10s %u buffers  %s delayed\n", d.name.c_str(),
+                 format_bytes(d.used).c_str(), format_bytes(d.capacity).c_str(), pct,
+                 format_bytes(d.peak_used).c_str(), d.buffers, format_bytes(d.delayed_free_bytes).c_str());
   }
   for (const auto& c : s.clients) {
     std::fprintf(out, "  client %-4u pid %-7d %-16s %10s in %u buffers\n", c.owner, c.pid, c.name.c_str(),

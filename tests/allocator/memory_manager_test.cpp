@@ -101,6 +101,25 @@ TEST(MemoryManagerTest, PassesOverAPlacementTooSmallForTheBuffer) {
   EXPECT_NE(none.err().message.find("larger than any allowed domain"), std::string::npos) << none.err().message;
 }
 
+// A domain's peak is the most it held since the manager began: it stays
+// after the buffers are gone (what an operator sizes --sim-vram or quotas by).
+TEST(MemoryManagerTest, DomainPeakIsTheHighWaterMark) {
+  sim_manager s;
+  auto a = s.mm->allocate(alice, request(256 * KiB, {placement::vram(0)}));
+  auto b = s.mm->allocate(alice, request(512 * KiB, {placement::vram(0)}));
+  ASSERT_TRUE(a && b);
+  EXPECT_EQ(s.domain("vram0").peak_used, 768 * KiB);
+  // Their clears done, the frees are immediate (nothing left delayed).
+  test::settle(*s.mm, alice, *a);
+  test::settle(*s.mm, alice, *b);
+  ASSERT_TRUE(s.mm->free(alice, *a));
+  ASSERT_TRUE(s.mm->free(alice, *b));
+  auto c = s.mm->allocate(alice, request(64 * KiB, {placement::vram(0)}));  // below the peak
+  ASSERT_TRUE(c);
+  EXPECT_EQ(s.domain("vram0").peak_used, 768 * KiB);
+  EXPECT_EQ(s.domain("vram1").peak_used, 0u);
+}
+
 TEST(MemoryManagerTest, EvictsTheLeastRecentlyUsedBufferFirst) {
   sim_manager s;
   auto ids = fill_vram0(s);

@@ -98,7 +98,7 @@ TEST(StatsJsonTest, EveryFieldIsThereWithItsValue) {
   s.more_buffers = 4;
   s.buffers_truncated = true;
   s.domains.push_back({.name = "vram1", .where = placement::vram(1), .capacity = 1 << 20, .used = 4096,
-                       .delayed_free_bytes = 8192, .buffers = 1});
+                       .delayed_free_bytes = 8192, .buffers = 1, .peak_used = 65536});
   s.clients.push_back({.owner = 7, .pid = -1, .uid = 1000, .name = "job \"x\"", .bytes = 4096, .buffers = 1});
   s.buffers.push_back({.id = std::numeric_limits<std::uint64_t>::max(), .owner = 7, .name = "w\xff",
                        .size = 4096, .where = placement::pinned(), .attachments = 2, .pins = -1, .fences = 5,
@@ -124,6 +124,7 @@ TEST(StatsJsonTest, EveryFieldIsThereWithItsValue) {
   EXPECT_EQ(d->find("capacity")->as_number()->text, "1048576");
   EXPECT_EQ(d->find("used")->as_number()->text, "4096");
   EXPECT_EQ(d->find("delayed_free_bytes")->as_number()->text, "8192");
+  EXPECT_EQ(d->find("peak_used")->as_number()->text, "65536");
   EXPECT_EQ(d->find("buffers")->as_number()->text, "1");
 
   const json::value* c = v.find("clients")->at(0);

@@ -341,7 +341,7 @@ stats_reply worst_case_stats() {
   for (std::size_t i = 0; i < max_stat_domains; ++i) {
     s.domains.push_back({.name = std::string(max_stat_label_bytes, 'd'), .where = placement::vram(7),
                          .capacity = UINT64_MAX, .used = UINT64_MAX, .delayed_free_bytes = UINT64_MAX,
-                         .buffers = UINT32_MAX});
+                         .buffers = UINT32_MAX, .peak_used = UINT64_MAX});
   }
   for (std::size_t i = 0; i < max_stat_clients; ++i) {
     s.clients.push_back({.owner = UINT32_MAX, .pid = -1, .uid = UINT32_MAX,
