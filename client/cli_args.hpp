@@ -84,11 +84,6 @@ class arg_reader {
   std::size_t i_ = static_cast<std::size_t>(-1);
 };
 
-// `text` as a whole decimal number in [min, max], or nothing (the rules above).
-// Context: pure.
-std::optional<std::uint64_t> parse_whole_number(std::string_view text, std::uint64_t min,
-                                                std::uint64_t max);
-
 // `flag_value` when --socket was given, else the default path (the rules above).
 std::string socket_path(const std::optional<std::string>& flag_value);
 

@@ -14,6 +14,7 @@
 
 #include "core/errno_text.hpp"
 #include "core/fd_message.hpp"
+#include "core/whole_number.hpp"
 
 namespace xbuf::client {
 
@@ -25,17 +26,12 @@ result<std::optional<std::uint32_t>> trusted_server_uid(const connect_options& o
   if (o.server_uid) return o.server_uid;
   const char* e = std::getenv("XBUF_SERVER_UID");
   if (e == nullptr || *e == '\0') return std::optional<std::uint32_t>{};
-  std::uint64_t v = 0;
-  for (const char* p = e; *p != '\0'; ++p) {
-    if (*p < '0' || *p > '9' || v > 0xffffffffull) {
-      return fail(errc::invalid_argument, std::string("XBUF_SERVER_UID '") + e + "': not a uid (a decimal number)");
-    }
-    v = v * 10 + static_cast<std::uint64_t>(*p - '0');
-  }
-  if (v > 0xfffffffeull) {
+  // 0xffffffff is (uid_t)-1, "no uid": not one to trust.
+  const auto v = parse_whole_number(e, 0, 0xfffffffeull);
+  if (!v) {
     return fail(errc::invalid_argument, std::string("XBUF_SERVER_UID '") + e + "': not a uid (a decimal number)");
   }
-  return std::optional<std::uint32_t>(static_cast<std::uint32_t>(v));
+  return std::optional<std::uint32_t>(static_cast<std::uint32_t>(*v));
 }
 
 // Before the hello leaves: is the process that listens on `fd` one we trust?

@@ -192,6 +192,17 @@ parse_result frame_parser::finish() const {
   return r;
 }
 
+std::optional<placement> pressure_domain(std::span<const std::uint8_t> encoded) {
+  if (encoded.size() < header_size) return std::nullopt;
+  frame f;
+  f.header.type = static_cast<std::uint16_t>(load_le(encoded.data() + 6, 2));
+  if (f.header.type != static_cast<std::uint16_t>(msg_type::memory_pressure)) return std::nullopt;
+  f.payload.assign(encoded.begin() + header_size, encoded.end());
+  auto e = decode_message<memory_pressure_event>(f);
+  if (!e) return std::nullopt;
+  return e->where;
+}
+
 std::string default_socket_path() {
   // XBUF_SOCKET first, so the daemon, `xbuf` and the C ABI agree on it.
   if (const char* e = std::getenv("XBUF_SOCKET"); e != nullptr && *e != '\0') return e;

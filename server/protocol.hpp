@@ -862,4 +862,9 @@ class frame_parser {
 // else /run/user/<euid>/xbuf.sock. Never in a world-writable directory.
 std::string default_socket_path();
 
+// The domain an encoded memory_pressure event (encode_message's bytes)
+// names; nothing for any other frame. For the daemon's send queue, which
+// holds frames already encoded.
+std::optional<placement> pressure_domain(std::span<const std::uint8_t> encoded);
+
 }  // namespace xbuf::wire

@@ -25,22 +25,6 @@ namespace {
 
 using asio::awaitable;
 
-// A memory_pressure event for a domain that one still waiting in `q`
-// already names. The client learns nothing from a second one; and a client
-// that does not read would otherwise collect one per pressure interval for
-// as long as another tenant keeps a domain short - until --max-queued-bytes
-// closed it. So at most one per domain waits for a client at a time.
-bool names_same_pressure(const std::vector<std::uint8_t>& a, const std::vector<std::uint8_t>& b) {
-  constexpr std::size_t where_bytes = 5;  // placement: u8 kind, i32 device (protocol.hpp)
-  const auto type_of = [](const std::vector<std::uint8_t>& f) {
-    return static_cast<std::uint16_t>(f[6] | f[7] << 8);
-  };
-  const auto pressure = static_cast<std::uint16_t>(wire::msg_type::memory_pressure);
-  return a.size() >= wire::header_size + where_bytes && b.size() == a.size() && type_of(a) == pressure &&
-         type_of(b) == pressure &&
-         std::equal(a.begin() + wire::header_size, a.begin() + wire::header_size + where_bytes,
-                    b.begin() + wire::header_size);
-}
 using local_socket = asio::local::stream_protocol::socket;
 constexpr auto tuple_awaitable = asio::experimental::as_tuple(asio::use_awaitable);
 
@@ -217,9 +201,16 @@ void session::enqueue(outgoing_frame o) {
   wake_.cancel();
 }
 
+// A memory_pressure event for a domain one still waiting in outq_ already
+// names. The client learns nothing from a second one; and a client that
+// does not read would otherwise collect one per pressure interval for as
+// long as another tenant keeps a domain short - until --max-queued-bytes
+// closed it. So at most one per domain waits for a client at a time.
 bool session::pressure_already_queued(const outgoing_frame& o) const {
+  const auto where = wire::pressure_domain(o.bytes);
+  if (!where) return false;
   return std::any_of(outq_.begin(), outq_.end(),
-                     [&](const outgoing_frame& q) { return names_same_pressure(o.bytes, q.bytes); });
+                     [&](const outgoing_frame& q) { return wire::pressure_domain(q.bytes) == where; });
 }
 
 // Ends the session from the daemon's side: nothing more is sent or read;

@@ -33,6 +33,7 @@
 
 #include "allocator/memory_manager.hpp"
 #include "backends/select.hpp"
+#include "core/whole_number.hpp"
 #include "p2p/allocator_bridge.hpp"
 #include "p2p/hwloc_loader.hpp"
 #include "server/protocol.hpp"
@@ -106,18 +107,11 @@ bool parse_bytes(std::string_view s, std::uint64_t* out) {
   return true;
 }
 
-// A whole decimal number in [min, max]; false on anything else ("2x",
-// "", "-1", "+3", " 4").
+// A whole decimal number in [min, max] (core/whole_number.hpp's rules).
 bool parse_number(std::string_view s, std::uint64_t min, std::uint64_t max, std::uint64_t* out) {
-  if (s.empty() || s.size() > 19) return false;
-  std::uint64_t v = 0;
-  for (char c : s) {
-    if (c < '0' || c > '9') return false;
-    v = v * 10 + static_cast<std::uint64_t>(c - '0');
-  }
-  if (v < min || v > max) return false;
-  *out = v;
-  return true;
+  auto n = xbuf::parse_whole_number(s, min, max);
+  if (n) *out = *n;
+  return n.has_value();
 }
 
 // "1.5" -> 1500 ms; at most three decimals; false on anything else.

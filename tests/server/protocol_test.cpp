@@ -172,6 +172,12 @@ TEST(ProtocolTest, EventsRoundTrip) {
   ASSERT_TRUE(p);
   EXPECT_EQ(p->where, placement::vram(1));
   EXPECT_EQ(p->bytes, 4096u);
+  // The send queue's view of encoded frames: the domain of a pressure
+  // event, nothing for any other frame or for too few bytes.
+  EXPECT_EQ(pressure_domain(encode_message(0, memory_pressure_event{.where = placement::vram(1), .bytes = 1})),
+            placement::vram(1));
+  EXPECT_FALSE(pressure_domain(encode_message(0, fence_signaled_event{.fence = 8, .error = 0})));
+  EXPECT_FALSE(pressure_domain(std::vector<std::uint8_t>(3, 0)));
 }
 
 TEST(ProtocolTest, SeveralFramesInOneFeedComeOutInOrder) {
