@@ -422,9 +422,18 @@ awaitable<void> session::await_fence(const fence_wait& w) {
   auto cb = w.fence->add_callback([wake](const fence&) { wake(); });
   cancel_token::scoped_waker on_cancel(&ctx_->cancel, wake);
   if (!cb) co_return;  // signaled meanwhile
+  // The callback goes however this coroutine ends: resumed, or destroyed
+  // while suspended when the io_context is torn down at shutdown. One left
+  // on the fence would run later (the deadline watchdog signals client
+  // fences) and destroy its timer after the timer service, posting to an
+  // executor that is gone - ASan caught exactly that. If the callback is
+  // running right now, removal returns once its post is done.
+  struct remove_on_exit {
+    fence_ptr f;
+    fence::callback_id id;
+    ~remove_on_exit() { f->remove_callback(id); }
+  } removal{w.fence, *cb};
   if (!ctx_->cancel.cancelled()) co_await timer->async_wait(tuple_awaitable);
-  // If the callback is running right now this returns once its post is done.
-  w.fence->remove_callback(*cb);
 }
 
 // Stage two for this session: forget its fences' callbacks (they post to
