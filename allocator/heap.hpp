@@ -10,9 +10,13 @@
 //     - vram_heap (vram_heap.hpp) sub-allocates one arena block from the
 //       backend with a buddy range_allocator, so allocation is O(log n) and
 //       fragmentation is known (TTM's range manager);
-//     - host_heap (host_heap.hpp) asks the backend for one memfd block per
-//       allocation - the kernel already carves system memory - and only
-//       counts bytes against its capacity (TTM's sys manager).
+//     - block_heap (block_heap.hpp) asks the backend for one block per
+//       allocation - the driver or kernel does the carving - and only counts
+//       bytes against its capacity (TTM's sys manager); a block is one
+//       buffer's, so its export reaches that buffer only;
+//     - host_heap (host_heap.hpp) carves small allocations out of shared
+//       memfd chunks (so they cost no fd each) and gives large ones a block
+//       of their own.
 //
 //   Delayed free: release() does not free at once. The allocation becomes a
 //   *zombie* held together with the fences that may still touch it (a copy
@@ -50,8 +54,14 @@ struct buffer;  // allocator/buffer.hpp
 // The memory one buffer occupies in a heap.
 struct heap_allocation {
   memory_span span;                 // what copies, maps and exports use
-  std::optional<range> vram_range;  // VRAM heaps: the buddy range behind span
+  std::optional<range> range_used;  // a range of a shared block (vram_heap, host_heap's chunks)
   std::uint64_t bytes = 0;          // what counts against capacity
+  // The memory may hold an earlier buffer's bytes (a reused range, device
+  // pages a driver hands out again): cleared before a new owner sees it.
+  bool needs_clear = false;
+  // span.block holds other buffers too: exporting it needs a backend that
+  // gives the range pages of its own (caps.export_detaches_ranges).
+  bool shares_block = false;
 };
 
 struct domain_stats {
@@ -91,12 +101,6 @@ class heap {
   // have). Never fails. Returns true if it had to be delayed.
   bool release(heap_allocation a, std::vector<fence_ptr> fences);
 
-  // True when memory handed out may have held earlier buffers' bytes (a VRAM
-  // arena's ranges are reused), so it must be cleared before a new owner
-  // sees it; false when each allocation is fresh from the kernel (memfd pages
-  // start zeroed).
-  bool reuses_memory() const noexcept { return do_reuses_memory(); }
-
   // Frees every zombie whose fences have all signaled. Returns how many.
   std::size_t reap();
 
@@ -125,8 +129,6 @@ class heap {
   // do_largest_free_block / do_fragmentation: for stats and error messages.
   virtual std::uint64_t do_largest_free_block() const noexcept = 0;
   virtual double do_fragmentation() const noexcept = 0;
-  // do_reuses_memory: see reuses_memory(). Mandatory.
-  virtual bool do_reuses_memory() const noexcept = 0;
 
   struct zombie {
     heap_allocation allocation;

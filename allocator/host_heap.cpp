@@ -1,7 +1,11 @@
 // SPDX-License-Identifier: MIT
 #include "allocator/host_heap.hpp"
 
+#include <algorithm>
+#include <bit>
 #include <utility>
+
+#include "allocator/block_heap.hpp"
 
 namespace xbuf {
 
@@ -10,31 +14,73 @@ constexpr std::uint64_t page = 4096;
 }  // namespace
 
 host_heap::host_heap(backend& be, bool pinned, std::uint64_t capacity)
-    : heap(pinned ? placement::pinned() : placement::pageable(), capacity), backend_(be) {}
+    : heap(pinned ? placement::pinned() : placement::pageable(), capacity), backend_(be) {
+  chunk_bytes_ = pinned ? (4ull << 20) : (16ull << 20);
+  if (be.caps().export_detaches_ranges && capacity >= chunk_bytes_) small_max_ = chunk_bytes_ / 16;
+}
 
 std::unique_ptr<host_heap> host_heap::create(backend& be, bool pinned, std::uint64_t capacity) {
   return std::unique_ptr<host_heap>(new host_heap(be, pinned, capacity));
 }
 
 result<heap_allocation> host_heap::do_allocate(std::uint64_t size, std::uint64_t alignment) {
-  // Host memory is page-aligned; larger alignments over-allocate and offset.
-  const std::uint64_t extra = alignment > page ? alignment : 0;
-  const std::uint64_t bytes = size + extra;
-  if (bytes > free_bytes()) return no_room(size, free_bytes());
-  auto block = backend_.allocate_host(bytes, where().kind == memory_kind::host_pinned);
-  if (!block) return block.err().prefixed(name());
-  std::uint64_t offset = 0;
-  if (extra != 0) {
-    const auto base = (*block)->device_ptr;
-    offset = ((base + alignment - 1) & ~(alignment - 1)) - base;
+  const std::uint64_t carved = std::bit_ceil(std::max({size, page, alignment}));
+  // Chunk ranges are aligned within the chunk, whose mapping is only
+  // page-aligned: larger alignments get a block of their own.
+  if (small_max_ != 0 && carved <= small_max_ && alignment <= page) {
+    if (carved > free_bytes()) return no_room(size, free_bytes());
+    return allocate_small(size, alignment);
   }
+  if (own_block_bytes(backend_, where(), size, alignment) > free_bytes()) return no_room(size, free_bytes());
+  return allocate_own_block(backend_, where(), size, alignment, name());
+}
+
+result<heap_allocation> host_heap::allocate_small(std::uint64_t size, std::uint64_t alignment) {
+  for (auto& [key, c] : chunks_) {
+    auto a = carve(c, size, alignment);
+    if (a || a.code() != errc::out_of_memory) return a;
+  }
+  auto block = backend_.allocate_host(chunk_bytes_, where().kind == memory_kind::host_pinned);
+  if (!block) return block.err().prefixed(name() + " chunk");
+  auto ranges = range_allocator::create(chunk_bytes_, page);
+  if (!ranges) return ranges.err().prefixed(name() + " chunk");
+  const memory_block* key = block->get();
+  auto [it, inserted] = chunks_.emplace(key, chunk{std::move(*block), std::move(*ranges), 0});
+  return carve(it->second, size, alignment);
+}
+
+result<heap_allocation> host_heap::carve(chunk& c, std::uint64_t size, std::uint64_t alignment) {
+  auto r = c.ranges.allocate(size, alignment);
+  if (!r) return r.err();
+  ++c.live;
   heap_allocation a;
-  a.bytes = bytes;
-  a.span = memory_span{std::move(*block), offset, size};
+  a.range_used = *r;
+  a.bytes = r->block_size;
+  a.shares_block = true;  // freed ranges were punched: they read as zero, no clear
+  a.span = memory_span{c.block, static_cast<std::size_t>(r->offset), static_cast<std::size_t>(size)};
   return a;
 }
 
-void host_heap::do_free(heap_allocation& a) noexcept { a.span.block.reset(); }
+void host_heap::do_free(heap_allocation& a) noexcept {
+  auto it = a.range_used ? chunks_.find(a.span.block.get()) : chunks_.end();
+  if (it == chunks_.end()) {  // a block of its own
+    a.span.block.reset();
+    return;
+  }
+  chunk& c = it->second;
+  // The whole range, padding included, goes back to the kernel. A range the
+  // backend could not take back stays out of the buddy: better lost
+  // capacity than another tenant's bytes behind an old fd.
+  const memory_span whole{c.block, a.span.offset, static_cast<std::size_t>(a.bytes)};
+  if (backend_.release_range(whole)) (void)c.ranges.free(*a.range_used);  // never a double free
+  a.span.block.reset();
+  --c.live;
+  if (c.live != 0) return;
+  // Keep one empty chunk as a spare, so a buffer freed and allocated again
+  // does not create and drop a chunk each time.
+  const auto empty = std::count_if(chunks_.begin(), chunks_.end(), [](const auto& kv) { return kv.second.live == 0; });
+  if (empty > 1) chunks_.erase(it);
+}
 
 std::uint64_t host_heap::do_largest_free_block() const noexcept { return free_bytes(); }
 

@@ -1,21 +1,43 @@
 // SPDX-License-Identifier: MIT
 //
-// host_heap.hpp - pinned or pageable system memory, counted against a capacity.
+// host_heap.hpp - pinned or pageable system memory: small allocations carved
+// from shared memfd chunks, large ones in blocks of their own.
 //
 // Overview
-//   Each allocation is its own backend host block (memfd, so it can be
-//   exported; NUMA-bound by the backend). The heap only keeps the byte count
-//   against its capacity: the kernel does the carving. Alignments above a
-//   page over-allocate by the alignment and offset into the block.
+//   A memfd per allocation costs the daemon an fd and a mapping per buffer:
+//   a tenant allocating 4 KiB buffers would run it out of fds (DESIGN.md,
+//   "File descriptors are a budgeted resource"). So, where the backend can
+//   give part of a block an fd of its own (caps.export_detaches_ranges:
+//   host, sim), allocations up to small_max bytes at page alignment are cut by a buddy
+//   range_allocator out of chunks - one allocate_host block each, created
+//   when the others are full, released when empty (one empty chunk is kept
+//   as a spare) - and cost no fd. Exporting one gives its range a memfd of
+//   its own (backend export_fd), so an fd still reaches one buffer.
+//   Larger allocations, and every allocation where the backend cannot
+//   detach ranges (GPU runtimes: a pinned block is registered with the
+//   runtime as a whole), get a block of their own (block_heap.hpp).
+//
+//   Counted against the capacity: a chunk range's block size (a power of
+//   two, as the buddy reserves it), or an own block's page-rounded bytes.
+//   A chunk itself is not counted; its untouched pages cost nothing, and a
+//   freed range's pages go back to the kernel (release_range punches them),
+//   so memory handed out again reads as zero: no clear is needed.
+//
+//   Geometry: pageable chunks are 16 MiB with small_max 1 MiB; pinned
+//   chunks 4 MiB with small_max 256 KiB, because a pinned chunk is
+//   page-locked whole and charged whole to the backend's pinned cap.
+//   A capacity below one chunk turns chunking off.
 //
 // Rules
 //   - As heap.hpp: the manager's mutex guards it.
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 
 #include "allocator/heap.hpp"
+#include "allocator/range_allocator.hpp"
 #include "backends/backend.hpp"
 
 namespace xbuf {
@@ -23,19 +45,35 @@ namespace xbuf {
 class host_heap final : public heap {
  public:
   // A host heap of `capacity` bytes: page-locked when `pinned`. Never fails
-  // (memory is asked for per allocation).
+  // (memory is asked for when needed).
   static std::unique_ptr<host_heap> create(backend& be, bool pinned, std::uint64_t capacity);
+
+  // Chunks held now (each one block, one fd in the daemon); for stats and tests.
+  std::size_t chunks() const noexcept { return chunks_.size(); }
+  // The largest allocation carved from a chunk; 0 when chunking is off.
+  std::uint64_t small_max() const noexcept { return small_max_; }
 
  private:
   host_heap(backend& be, bool pinned, std::uint64_t capacity);
+
+  struct chunk {
+    memory_block_ptr block;
+    range_allocator ranges;
+    std::size_t live = 0;  // ranges handed out
+  };
+
+  result<heap_allocation> allocate_small(std::uint64_t size, std::uint64_t alignment);
+  result<heap_allocation> carve(chunk& c, std::uint64_t size, std::uint64_t alignment);
 
   result<heap_allocation> do_allocate(std::uint64_t size, std::uint64_t alignment) override;
   void do_free(heap_allocation& a) noexcept override;
   std::uint64_t do_largest_free_block() const noexcept override;
   double do_fragmentation() const noexcept override;
-  bool do_reuses_memory() const noexcept override { return false; }
 
   backend& backend_;
+  std::uint64_t chunk_bytes_ = 0;
+  std::uint64_t small_max_ = 0;  // 0: every allocation gets a block of its own
+  std::map<const memory_block*, chunk> chunks_;  // keyed by the chunk's block
 };
 
 }  // namespace xbuf

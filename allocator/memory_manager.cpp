@@ -24,6 +24,7 @@
 #include <cerrno>
 
 #include "allocator/detail/manager_names.hpp"
+#include "allocator/block_heap.hpp"
 #include "allocator/host_heap.hpp"
 #include "allocator/vram_heap.hpp"
 #include "core/fence_join.hpp"
@@ -90,6 +91,16 @@ result<std::unique_ptr<memory_manager>> memory_manager::create(manager_config co
   for (std::size_t d = 0; d < devices.size(); ++d) {
     std::uint64_t cap = cfg.vram_capacity.empty() ? 0 : cfg.vram_capacity[d];
     if (cap == 0) cap = devices[d].memory_bytes;
+    // One buffer per fd (DESIGN.md, Tenancy): where device memory exports
+    // per allocation but an arena's part cannot get an fd of its own (CUDA
+    // VMM), each buffer is a device allocation of its own; elsewhere one
+    // arena, sub-allocated (sim: exports detach their range; no export:
+    // nothing leaves the daemon).
+    const auto& caps = m->backend_.caps();
+    if (caps.export_fd && !caps.export_detaches_ranges) {
+      m->heaps_.push_back(block_heap::create(m->backend_, placement::vram(static_cast<int>(d)), cap));
+      continue;
+    }
     cap -= cap % cfg.min_block;  // the buddy needs whole chunks
     auto h = vram_heap::create(m->backend_, static_cast<int>(d), cap, cfg.min_block);
     if (!h) return h.err().prefixed("memory manager");
@@ -285,16 +296,14 @@ result<exported_memory> memory_manager::export_fd_unguarded(owner_id owner, buff
   auto& buf = locked->buf;
   buf->resv.assert_held();
   // One buffer per fd (DESIGN.md, Tenancy): a buffer carved from a shared
-  // VRAM arena is exported only where the backend gives its range pages of
+  // block is exported only where the backend gives its range pages of
   // their own; else the fd would reach every other tenant's buffer there.
-  {
+  if (buf->backing.shares_block && !backend_.caps().export_detaches_ranges) {
     mutex_lock lock(mutex_);
-    if (at(buf->domain).reuses_memory() && !backend_.caps().export_detaches_ranges) {
-      return fail(errc::unsupported, "export " + buffer_name(id) + ": it lives in " + at(buf->domain).name() +
-                                         ", carved from an arena the " + std::string(backend_.name()) +
-                                         " backend cannot give an fd of its own (the fd would reach other "
-                                         "buffers); allocate it in host memory to export it");
-    }
+    return fail(errc::unsupported, "export " + buffer_name(id) + ": it lives in " + at(buf->domain).name() +
+                                       ", carved from an arena the " + std::string(backend_.name()) +
+                                       " backend cannot give an fd of its own (the fd would reach other "
+                                       "buffers); allocate it in host memory to export it");
   }
   // Whoever maps the fd uses the bytes at once, with no fence to wait for:
   // a pending clear or move (KERNEL fences) must be done first. The lock

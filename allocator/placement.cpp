@@ -202,7 +202,7 @@ fence_ptr memory_manager::room_fence(std::span<const placement> placements) {
 
 status memory_manager::clear_new_locked(buffer& buf) {
   buf.resv.assert_held();
-  if (!at(buf.domain).reuses_memory()) return ok();
+  if (!buf.backing.needs_clear) return ok();
   // The whole block, padding included: none of a previous owner's bytes
   // may reach this one, whatever later exposes the block.
   const memory_span whole{buf.backing.span.block, buf.backing.span.offset,

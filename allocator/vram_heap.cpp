@@ -28,8 +28,10 @@ result<heap_allocation> vram_heap::do_allocate(std::uint64_t size, std::uint64_t
     return r.err().prefixed(name());
   }
   heap_allocation a;
-  a.vram_range = *r;
+  a.range_used = *r;
   a.bytes = r->block_size;
+  a.needs_clear = true;  // the range held other buffers before
+  a.shares_block = true;
   a.span = memory_span{arena_, r->offset, size};
   return a;
 }
@@ -38,7 +40,7 @@ void vram_heap::do_free(heap_allocation& a) noexcept {
   // A range the backend could not take back stays out of the buddy: better
   // lost capacity than another tenant's bytes behind an old fd.
   const bool reusable = backend_.release_range(a.span);
-  if (a.vram_range && reusable) (void)ranges_.free(*a.vram_range);  // the manager never double-frees
+  if (a.range_used && reusable) (void)ranges_.free(*a.range_used);  // the manager never double-frees
   a.span.block.reset();
 }
 

@@ -43,7 +43,6 @@ class vram_heap final : public heap {
   void do_free(heap_allocation& a) noexcept override;
   std::uint64_t do_largest_free_block() const noexcept override;
   double do_fragmentation() const noexcept override;
-  bool do_reuses_memory() const noexcept override { return true; }
 
   backend& backend_;
   memory_block_ptr arena_;

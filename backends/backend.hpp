@@ -67,9 +67,11 @@ struct backend_caps {
   bool pinned_host = false;        // allocate_host(pinned=true) page-locks memory
   bool peer_query = false;         // can_access_peer() asks a real runtime
   bool fill = false;               // fill() works (on the device's engine where it has one)
-  // export_fd() of a part of a device block gives that part pages of its
-  // own (sim); without it the fd reaches the whole block, so the memory
-  // manager does not export buffers carved from a shared VRAM arena.
+  // export_fd() of a part of a block - device or host - gives that part
+  // pages of its own (sim, host: memfd ranges); without it the fd reaches
+  // the whole block, so the memory manager carves no buffer it may export
+  // out of a shared block (GPU runtimes: VRAM gets a block per buffer, and
+  // a part of a registered pinned block cannot be remapped under the GPU).
   bool export_detaches_ranges = false;
   std::size_t device_granularity = 4096;  // device allocations are multiples of this
 };
@@ -161,7 +163,9 @@ class backend {
 
   // The span is free for reuse (its fences have signaled). Where export_fd
   // gave it pages of its own, the block's own pages come back under it, so
-  // whoever still holds the exported fd never sees the next user's bytes.
+  // whoever still holds the exported fd never sees the next user's bytes;
+  // memfd-backed blocks also give the span's pages back to the kernel
+  // (they read as zero after).
   // Returns false when that could not be done: the caller must not reuse
   // the range. Context: never throws; may remap memory.
   bool release_range(const memory_span& span) noexcept;

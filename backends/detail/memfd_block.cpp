@@ -214,6 +214,9 @@ result<exported_memory> export_range(const memfd_block& block, const memory_span
     return fail(errc::io_error, what + ": cannot give " + std::to_string(length) +
                                     " bytes their own memfd: " + errno_text(e));
   }
+  // A new mapping is not locked: page-lock it as the block was (the raw
+  // syscall, as host_backend.cpp says why).
+  if (block.locked) (void)::syscall(SYS_mlock, at, length);
   // The arena's pages behind the range are unused now; give them back.
   (void)::fallocate(block.mapping.fd(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
                     static_cast<off_t>(span.offset), static_cast<off_t>(length));
@@ -223,19 +226,34 @@ result<exported_memory> export_range(const memfd_block& block, const memory_span
   return out;
 }
 
+result<exported_memory> export_span(const memfd_block& block, const memory_span& span,
+                                    std::string_view who) {
+  // Whole: the span touches the block's first page and its last one.
+  const bool whole = span.offset < page_size() && span.offset + span.size + page_size() > block.size;
+  if (whole) return export_block(block, span, who);
+  return export_range(block, span, who);
+}
+
 bool release_range(const memfd_block& block, const memory_span& span) noexcept {
   mutex_lock lock(block.detach_mutex);
-  auto it = block.detached.find(span.offset);
-  if (it == block.detached.end()) return true;
   char* at = static_cast<char*>(block.mapping.data()) + span.offset;
-  // The arena's own pages again (zero since the hole punch): later buffers
-  // in this range write there, not into the pages the receivers hold.
-  if (::mmap(at, it->second.length, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, block.mapping.fd(),
-             static_cast<off_t>(span.offset)) == MAP_FAILED) {
-    return false;
+  if (auto it = block.detached.find(span.offset); it != block.detached.end()) {
+    // The arena's own pages again: later buffers in this range write
+    // there, not into the pages the receivers hold.
+    if (::mmap(at, it->second.length, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, block.mapping.fd(),
+               static_cast<off_t>(span.offset)) == MAP_FAILED) {
+      return false;
+    }
+    if (block.locked) (void)::syscall(SYS_mlock, at, it->second.length);
+    ::close(it->second.fd);
+    block.detached.erase(it);
   }
-  ::close(it->second.fd);
-  block.detached.erase(it);
+  // An imported block's pages are its exporter's to give back.
+  if (block.host_ptr == block.mapping.data() && span.offset < block.mapping.size()) {
+    const std::size_t length = std::min(round_to_page(span.size), block.mapping.size() - span.offset);
+    (void)::fallocate(block.mapping.fd(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                      static_cast<off_t>(span.offset), static_cast<off_t>(length));
+  }
   return true;
 }
 

@@ -122,11 +122,19 @@ result<exported_memory> export_block(const memfd_block& block, const memory_span
 result<exported_memory> export_range(const memfd_block& block, const memory_span& span,
                                      std::string_view who);
 
+// export_block for a whole block (one buffer's), export_range for a part of
+// one (a buffer carved from a VRAM arena or a host chunk). A span counts as
+// whole when it touches the block's first page and its last one.
+result<exported_memory> export_span(const memfd_block& block, const memory_span& span,
+                                    std::string_view who);
+
 // The span's memory goes back to the arena for reuse: if export_range gave
-// it a memfd, the block's own (zero, after the hole punch) pages are mapped
-// over it again and the block forgets that memfd; its fd holders keep the
-// detached pages and their own bytes, and nothing another buffer writes
-// there later reaches them. A no-op for a range never exported.
+// it a memfd, the block's own pages are mapped over it again and the block
+// forgets that memfd; its fd holders keep the detached pages and their own
+// bytes, and nothing another buffer writes there later reaches them. Then
+// the range's pages ([span.offset, +span.size rounded up to a page)) go back
+// to the kernel (hole punched): they read as zero and cost no memory until
+// the next buffer there touches them.
 // Context: never fails (a failed remap is reported by returning false, the
 // range then stays detached and must not be reused); takes the detach lock.
 bool release_range(const memfd_block& block, const memory_span& span) noexcept;

@@ -95,6 +95,7 @@ result<std::unique_ptr<host_backend>> create_host_backend(const host_config& con
   caps.pinned_host = true;
   caps.peer_query = false;
   caps.fill = true;
+  caps.export_detaches_ranges = true;
   caps.device_granularity = detail::page_size();
   return std::unique_ptr<host_backend>(new host_backend(caps, config, std::move(state),
                                                         std::move(engine).value(), std::move(nodes)));
@@ -253,7 +254,14 @@ result<exported_memory> host_backend::do_export_fd(const memory_span& span) {
                                        std::string(to_string(span.block->kind)) +
                                        " block was not made by this host backend");
   }
-  return detail::export_block(*b, span, config_.name);
+  // A part of a block is a buffer carved from a host chunk: it gets pages
+  // of its own (one buffer per fd).
+  return detail::export_span(*b, span, config_.name);
+}
+
+bool host_backend::do_release_range(const memory_span& span) noexcept {
+  const auto* b = detail::owned_block(span.block, state_.get());
+  return b == nullptr || detail::release_range(*b, span);
 }
 
 result<memory_block_ptr> host_backend::do_import_fd(const exported_memory& exported, int device) {

@@ -99,6 +99,7 @@ class host_backend final : public backend {
                             std::span<const fence_ptr> wait_for) override;
   result<fence_ptr> do_copy(const memory_span& dst, const memory_span& src,
                             std::span<const fence_ptr> wait_for) override;
+  bool do_release_range(const memory_span& span) noexcept override;
   result<exported_memory> do_export_fd(const memory_span& span) override;
   result<memory_block_ptr> do_import_fd(const exported_memory& exported, int device) override;
 

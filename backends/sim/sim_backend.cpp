@@ -288,17 +288,17 @@ result<fence_ptr> sim_backend::do_fill(const memory_span& dst, std::uint8_t valu
 }
 
 bool sim_backend::do_release_range(const memory_span& span) noexcept {
-  const auto* b = detail::owned_block(span.block, state_.get());
-  return b == nullptr || detail::release_range(*b, span);
+  if (const auto* b = detail::owned_block(span.block, state_.get()); b != nullptr) {
+    return detail::release_range(*b, span);
+  }
+  return host_->release_range(span);
 }
 
 result<exported_memory> sim_backend::do_export_fd(const memory_span& span) {
   if (const auto* b = detail::owned_block(span.block, state_.get()); b != nullptr) {
-    // A whole block is one buffer's; a part of one is a buffer carved from
-    // a VRAM arena, which gets pages of its own (one buffer per fd).
-    const bool whole = span.offset == 0 && span.size + detail::page_size() > b->size;
-    if (whole) return detail::export_block(*b, span, "sim");
-    return detail::export_range(*b, span, "sim");
+    // A part of a block is a buffer carved from a VRAM arena: it gets
+    // pages of its own (one buffer per fd).
+    return detail::export_span(*b, span, "sim");
   }
   if (host_->owns(span.block)) {
     auto e = host_->export_fd(span);

@@ -365,23 +365,48 @@ TEST_F(TenancyTest, ConnectionsAtTheFdLimitAreRefusedWithoutSpinning) {
   EXPECT_TRUE(again->stats());
 }
 
-// When the daemon's buffers take its last fds (one memfd per host buffer
-// in today's backends), accept fails with EMFILE even with nobody waiting.
-// Before: that failure was retried at once, forever.
-TEST_F(TenancyTest, AcceptBacksOffWhenBuffersTakeTheLastFds) {
+// Before: each host buffer was a memfd of its own, so one client's 4 KiB
+// allocations ran a daemon with 64 fds out of them after ~50 (the issue:
+// 52,756 at the default limit) and nobody else could connect. Now buffers
+// that never leave the daemon are carved from shared chunks.
+TEST_F(TenancyTest, HostBuffersThatStayInTheDaemonCostItNoFd) {
+  (void)start({}, rlim_t{64});
+  auto hog = remote_client::connect(socket_, "hog");
+  ASSERT_TRUE(hog);
+  for (int i = 0; i < 2000; ++i) {
+    auto id = hog->alloc(4096, {placement::pageable()});
+    ASSERT_TRUE(id) << "buffer " << i << ": " << id.err().describe();
+  }
+  auto other = remote_client::connect(socket_, "other");
+  ASSERT_TRUE(other) << other.err().describe();
+  auto id = other->alloc(4096, {placement::pinned()});
+  EXPECT_TRUE(id) << id.err().describe();
+  EXPECT_TRUE(other->stats());
+}
+
+// When exported buffers take the daemon's last fds (an exported chunk
+// range gets a memfd of its own), accept fails with EMFILE even with
+// nobody waiting. Before: that failure was retried at once, forever.
+TEST_F(TenancyTest, AcceptBacksOffWhenExportedBuffersTakeTheLastFds) {
 #if defined(__SANITIZE_ADDRESS__)
   // UBSan's vptr check probes memory through pipe(): with no fd left it
   // reports a false "invalid vptr ... _Sp_counted_base" and aborts the
-  // daemon (this is the abort issue 9 reported). Only the backends can
-  // keep buffers off the last fds; connections already cannot take them.
+  // daemon (this is the abort issue 9 reported). Connections and buffers
+  // that stay in the daemon cannot take the last fds; exports can.
   GTEST_SKIP() << "sanitized build: UBSan needs a free fd, and this case leaves the daemon none";
 #endif
   auto& d = start({}, rlim_t{64});
   auto hog = remote_client::connect(socket_, "hog");
   ASSERT_TRUE(hog);
   bool full = false;
-  for (int i = 0; i < 200 && !full; ++i) full = !hog->alloc(4096, {placement::pageable()});
-  if (!full) GTEST_SKIP() << "200 host buffers did not exhaust 64 fds: the backend no longer spends an fd per buffer";
+  for (int i = 0; i < 200 && !full; ++i) {
+    auto id = hog->alloc(4096, {placement::pageable()});
+    if (!id) break;
+    auto e = hog->export_fd(*id);
+    full = !e;
+    if (e) ::close(e->fd);  // the daemon keeps the range's memfd while the buffer lives
+  }
+  ASSERT_TRUE(full) << "200 exported buffers did not exhaust 64 fds";
   std::vector<int> conns;
   for (int i = 0; i < 8; ++i) {
     const int fd = raw_connect(socket_);
