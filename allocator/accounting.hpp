@@ -48,6 +48,9 @@ struct owner_stats {
   std::uint64_t bytes = 0;    // allocated and not freed by the owner
   std::size_t buffers = 0;
   std::uint64_t quota = 0;    // 0 = none
+  // Freed by the owner, still alive and charged to it in its domain:
+  std::uint64_t freed_exported_bytes = 0;  // an export of it is not released yet
+  std::uint64_t freed_attached_bytes = 0;  // not exported, but still attached
 };
 
 // The budgets every owner gets (0 = no limit).

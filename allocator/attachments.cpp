@@ -95,7 +95,7 @@ status memory_manager::detach_unguarded(owner_id owner, attachment_id id) {
   attachment_index_.erase(id);
   attachment_buffer_.erase(id);
   if (att->mode == attach_mode::pinned) accounts_.unpin_attachment(*buf);
-  if (buf->owner_released && buf->attachments.empty()) destroy_locked(*buf);
+  destroy_if_unreachable_locked(*buf);
   return ok();
 }
 
@@ -155,6 +155,10 @@ status memory_manager::unmap_unguarded(owner_id owner, attachment_id id) {
   if (!att->mapped) return fail(errc::bad_state, "unmap " + attachment_name(id) + ": not mapped");
   att->mapped = false;
   return ok();
+}
+
+void memory_manager::destroy_if_unreachable_locked(buffer& buf) {
+  if (buf.owner_released && buf.attachments.empty() && buf.export_holds.empty()) destroy_locked(buf);
 }
 
 void memory_manager::destroy_locked(buffer& buf) {

@@ -34,6 +34,7 @@
 #include <cstdint>
 #include <functional>
 #include <list>
+#include <map>
 #include <memory>
 #include <set>
 #include <string>
@@ -104,6 +105,10 @@ struct buffer {
   std::set<owner_id> shared_with;        // [mgr]
   // [mgr] the (st_dev, st_ino) keys of its exports in the manager's table
   std::vector<std::pair<std::uint64_t, std::uint64_t>> export_keys;
+  // [mgr] exports not yet released, per receiver (the client export_fd gave
+  // the fd to). While any is held the buffer outlives its owner's free:
+  // its memory stays charged to the owner and is handed to no one else.
+  std::map<owner_id, std::uint32_t> export_holds;
   std::atomic<bool> lost{false};   // a move failed for good: contents are gone
 
   // The [both] fields a reader holding only the manager mutex may see.

@@ -75,6 +75,7 @@ struct domain_stats {
   double fragmentation = 0;            // VRAM: 1 - largest_free/free; host: 0
   std::size_t buffers = 0;             // buffers placed here (LRU length)
   std::size_t delayed_frees = 0;       // zombies waiting for fences
+  std::uint64_t exported_bytes = 0;    // buffers here with an unreleased export (the manager's count)
 };
 
 class heap {

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 //
 // imports.cpp - memory_manager::import_fd: from an exported fd back to its
-// buffer (dma-buf's import), and the table of exports it looks in.
+// buffer (dma-buf's import), the table of exports it looks in, and the
+// release of an export's hold.
 //
 // An export's memory file is named by its inode: every fd of one memfd -
 // the export's dup, what a client passed on - has the same (st_dev,
@@ -70,6 +71,25 @@ result<imported_buffer> memory_manager::import_fd_unguarded(owner_id importer, i
   if (buf.owner_released) return fail(errc::bad_state, what + ": " + buffer_name(buf.id) + " was freed by its owner");
   if (importer != buf.owner) buf.shared_with.insert(importer);
   return imported_buffer{.id = buf.id, .owner = buf.owner, .size = buf.size, .where = at(view.domain).where()};
+}
+
+status memory_manager::release_export_unguarded(owner_id receiver, buffer_id id) {
+  const auto none = [&] {
+    return fail(errc::not_found, "release " + buffer_name(id) + ": owner " + std::to_string(receiver) +
+                                     " holds no unreleased export of it");
+  };
+  // The reservation first, as for every change of a buffer's life: the
+  // last hold of a freed buffer destroys it.
+  auto locked = lock_buffer(receiver, id);
+  if (!locked) return locked.code() == errc::not_found ? none() : std::move(locked).err();
+  auto& buf = locked->buf;
+  buf->resv.assert_held();
+  mutex_lock lock(mutex_);
+  auto h = buf->export_holds.find(receiver);
+  if (h == buf->export_holds.end()) return none();
+  if (--h->second == 0) buf->export_holds.erase(h);
+  destroy_if_unreachable_locked(*buf);
+  return ok();
 }
 
 }  // namespace xbuf

@@ -202,6 +202,9 @@ result<fence_ptr> memory_manager::pending_moves(owner_id owner, buffer_id id) {
     return join(buf->resv.fences(fence_usage::kernel));
   });
 }
+status memory_manager::release_export(owner_id receiver, buffer_id id) {
+  return guarded(who, "release", [&] { return release_export_unguarded(receiver, id); });
+}
 result<buffer_info> memory_manager::info(owner_id owner, buffer_id id) const {
   return guarded(who, "info", [&] { return info_unguarded(owner, id); });
 }
@@ -276,7 +279,7 @@ status memory_manager::free_unguarded(owner_id owner, buffer_id id) {
   buf->owner_released = true;
   accounts_.owner_freed(*buf);
   (void)accounts_.end_all_cpu_access(*buf);
-  if (buf->attachments.empty()) destroy_locked(*buf);
+  destroy_if_unreachable_locked(*buf);
   return ok();
 }
 
@@ -315,6 +318,7 @@ result<exported_memory> memory_manager::export_fd_unguarded(owner_id owner, buff
   auto e = backend_.export_fd(buf->backing.span);
   if (!e) return std::move(e).err().prefixed("export " + buffer_name(id));
   record_export_locked(*buf, *e);
+  ++buf->export_holds[owner];
   return e;
 }
 
@@ -350,6 +354,7 @@ std::size_t memory_manager::release_owner(owner_id owner) {
   std::vector<buffer_id> bufs;
   std::vector<fence_ptr> fences;
   std::vector<std::pair<buffer_id, int>> accesses;
+  std::vector<std::pair<buffer_id, std::uint32_t>> held;  // its unreleased exports
   {
     mutex_lock lock(mutex_);
     for (auto& [id, w] : attachment_index_) {
@@ -357,6 +362,9 @@ std::size_t memory_manager::release_owner(owner_id owner) {
     }
     for (auto& [id, b] : buffers_) {
       if (b->owner == owner && !b->owner_released) bufs.push_back(id);
+      if (auto h = b->export_holds.find(owner); h != b->export_holds.end()) {
+        held.emplace_back(id, h->second);
+      }
     }
     if (auto it = owner_fences_.find(owner); it != owner_fences_.end()) {
       for (auto& w : it->second) {
@@ -380,6 +388,12 @@ std::size_t memory_manager::release_owner(owner_id owner) {
   std::size_t freed = 0;
   for (auto id : bufs) {
     if (free(owner, id)) ++freed;
+  }
+  // Its fds are closed with its process or connection (what it passed on
+  // is its receivers' to import): the holds go after its own buffers are
+  // freed, so each buffer is destroyed once, by its last hold.
+  for (auto [id, count] : held) {
+    for (std::uint32_t i = 0; i < count; ++i) (void)release_export(owner, id);
   }
   return freed;
 }

@@ -310,6 +310,10 @@ class memory_manager {
 
   // Exports the buffer's memory as a new fd (the caller owns it), once its
   // pending move or clear is done (the receiver has no fence to wait for).
+  // Each export is a hold of `owner` on the buffer until release_export()
+  // or release_owner(owner): a buffer freed while held stays, charged to
+  // its owner, and its memory goes to no other buffer (DESIGN.md, "Exported
+  // memory is not reused while anyone can reach it").
   // Errors: not_found, and the backend's (unsupported without fd backing).
   // `timeout` bounds the wait for that move or clear (zero: only test;
   // timed_out when it is still running).
@@ -330,6 +334,12 @@ class memory_manager {
   // owner freed it). Context: one fstat, the manager lock.
   result<imported_buffer> import_fd(owner_id importer, int fd);
 
+  // `receiver` is done with one fd export_fd() gave it for buffer `id` (and
+  // with every copy it passed on). The last hold of a buffer its owner
+  // freed frees it. Errors: not_found (no unreleased export of that buffer
+  // by `receiver`).
+  status release_export(owner_id receiver, buffer_id id);
+
   // Errors: not_found.
   result<buffer_info> info(owner_id owner, buffer_id id) const;
 
@@ -337,8 +347,9 @@ class memory_manager {
   void set_quota(owner_id owner, std::uint64_t bytes);
 
   // An owner went away (a client disconnected or died): detaches its
-  // attachments, signals the fences it added with -ECONNRESET, frees its
-  // buffers (importers of shared ones keep them). Returns buffers freed.
+  // attachments, releases its exports, signals the fences it added with
+  // -ECONNRESET, frees its buffers (importers of shared ones keep them).
+  // Returns buffers freed.
   std::size_t release_owner(owner_id owner);
 
   // Everything, for `xbuf stat`: per domain, per owner, counters.
@@ -385,6 +396,9 @@ class memory_manager {
                                                         fence_clock::duration timeout,
                                                         const cancel_token* cancel);
   result<exported_memory> export_fd_unguarded(owner_id owner, buffer_id id, fence_clock::duration timeout);
+  status release_export_unguarded(owner_id receiver, buffer_id id);
+  // Freed by its owner, attached by nobody, exported to nobody: destroyed.
+  void destroy_if_unreachable_locked(buffer& buf) XBUF_REQUIRES(mutex_);
   result<imported_buffer> import_fd_unguarded(owner_id importer, int fd);
   // Remembers which buffer (at which generation) fd `e` reaches, for
   // import_fd; forgets the buffer's exports of older generations.

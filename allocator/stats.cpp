@@ -24,11 +24,20 @@ manager_stats memory_manager::stats() {
   for (const auto& h : heaps_) s.domains.push_back(h->stats());
   auto owners = accounts_.owners();
   for (const auto& [id, b] : buffers_) {
-    if (b->owner_released) continue;
+    const auto view = b->read_both_unlocked();  // manager mutex held
+    if (!b->export_holds.empty() && view.domain >= 0) {
+      s.domains[static_cast<std::size_t>(view.domain)].exported_bytes += b->size;
+    }
     auto& o = owners[b->owner];
     o.owner = b->owner;
-    o.bytes += b->size;
-    o.buffers += 1;
+    if (!b->owner_released) {
+      o.bytes += b->size;
+      o.buffers += 1;
+    } else if (!b->export_holds.empty()) {
+      o.freed_exported_bytes += b->size;
+    } else {
+      o.freed_attached_bytes += b->size;
+    }
   }
   for (auto& [o, st] : owners) s.owners.push_back(st);
   s.counters = counters_;

@@ -148,8 +148,14 @@ class allocator {
   virtual status free(buffer_id id) = 0;
   virtual status share(buffer_id id, owner_id with) = 0;
   // A new fd of the buffer's memory (the caller owns it): for another
-  // process. Errors: unsupported where the memory is not a file.
+  // process. Each export holds the buffer until release_export() (or this
+  // allocator's end): freed meanwhile, it stays charged to its owner and
+  // its memory goes to nobody else. Errors: unsupported where the memory
+  // is not a file.
   virtual result<exported_buffer> export_fd(buffer_id id) = 0;
+  // This client, and everyone it passed the fd on to, is done with one fd
+  // export_fd() gave it for `id`. Errors: not_found (no such export held).
+  virtual status release_export(buffer_id id) = 0;
   // The buffer an exported fd reaches (one another client passed on, over
   // a socket of their own), usable from now on as if shared with this
   // client: attach, map, fences. Holding the fd is the right to it, as with

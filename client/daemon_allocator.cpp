@@ -79,6 +79,10 @@ class daemon_allocator final : public detail::mapping_allocator {
     xbuf::mutex_lock lock(mutex_);
     return rc_.export_fd(id);
   }
+  status release_export(buffer_id id) override {
+    xbuf::mutex_lock lock(mutex_);
+    return rc_.release_export(id);
+  }
   result<imported> import_fd(int fd) override {
     xbuf::mutex_lock lock(mutex_);
     auto r = rc_.import_fd(fd);
@@ -122,6 +126,7 @@ class daemon_allocator final : public detail::mapping_allocator {
     auto v = file_view::map(*e);
     ::close(e->fd);
     if (!v) {
+      (void)rc_.release_export(id);
       (void)rc_.cpu_end(id);
       return std::move(v).err();
     }
@@ -132,7 +137,7 @@ class daemon_allocator final : public detail::mapping_allocator {
   status cpu_end(buffer_id id) override {
     xbuf::mutex_lock lock(mutex_);
     auto st = rc_.cpu_end(id);
-    if (st) cpu_views_.erase(id);
+    if (st && cpu_views_.erase(id) != 0) (void)rc_.release_export(id);  // the view's export
     return st;
   }
 

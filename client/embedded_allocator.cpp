@@ -81,6 +81,7 @@ class embedded_allocator final : public detail::mapping_allocator {
     if (!e) return std::move(e).err();
     return exported_buffer{.fd = e->fd, .offset = e->offset, .size = e->size, .kind = e->kind};
   }
+  status release_export(buffer_id id) override { return mm_->release_export(self, id); }
 
   result<imported> import_fd(int fd) override {
     auto r = mm_->import_fd(self, fd);

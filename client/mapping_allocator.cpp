@@ -76,9 +76,20 @@ status mapping_allocator::detach(attachment_id id) {
     }
   }
   if (auto st = raw_detach(id); !st) return st;
+  {
+    xbuf::mutex_lock lock((*s)->mutex);
+    drop_view_locked(**s);
+  }
   xbuf::mutex_lock lock(table_mutex_);
   views_.erase(id);
   return ok();
+}
+
+void mapping_allocator::drop_view_locked(view_state& s) {
+  s.view.reset();
+  s.direct = nullptr;
+  if (s.export_held) (void)release_export(s.buffer);  // fails only with the connection, which released it
+  s.export_held = false;
 }
 
 status mapping_allocator::free(buffer_id id) {
@@ -102,6 +113,10 @@ status mapping_allocator::free(buffer_id id) {
   if (auto st = raw_free(id); !st) return st;
   for (auto& [at, s] : ours) {
     (void)raw_detach(at);  // fails only if the connection is gone, which dropped it anyway
+    {
+      xbuf::mutex_lock lock(s->mutex);
+      drop_view_locked(*s);
+    }
     xbuf::mutex_lock lock(table_mutex_);
     views_.erase(at);
   }
@@ -138,7 +153,7 @@ result<mapped_view> mapping_allocator::map_locked(attachment_id id, view_state& 
     }
     // Not a file (CUDA/HIP VRAM in this process): the manager's own
     // address, which the next move changes (the move callback says so).
-    s.view.reset();
+    drop_view_locked(s);
     s.direct = m->direct;
     s.generation = m->generation;
     s.last = std::move(*m);
@@ -153,7 +168,13 @@ result<mapped_view> mapping_allocator::map_locked(attachment_id id, view_state& 
     st = std::move(v).err();
   }
   ::close(e->fd);
-  if (!st) return fail(st.code(), "map " + attachment_name(id) + ": " + st.err().message);
+  if (!st) {
+    (void)release_export(s.buffer);  // the new one, never shown
+    return fail(st.code(), "map " + attachment_name(id) + ": " + st.err().message);
+  }
+  // The view shows the new export now: the one it showed before is done.
+  if (s.export_held) (void)release_export(s.buffer);
+  s.export_held = true;
   s.direct = nullptr;
   s.generation = m->generation;
   s.last = std::move(*m);
@@ -176,8 +197,7 @@ status mapping_allocator::unmap(attachment_id id) {
   }
   if (auto st = raw_unmap(id); !st) return st;
   (*s)->mapped = false;
-  (*s)->view.reset();
-  (*s)->direct = nullptr;
+  drop_view_locked(**s);
   return ok();
 }
 

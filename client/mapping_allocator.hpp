@@ -12,7 +12,10 @@
 //   the memory is not a file) and the generation it shows:
 //     map        raw_map (waits for a running move), then export + map the
 //                fd - or, when the generation changed since the view was
-//                made, export + remap at the same address.
+//                made, export + remap at the same address. Each view holds
+//                the export it shows and releases it (release_export) when
+//                it is unmapped, detached, freed or remapped onto a newer
+//                one, so the daemon frees what this client is done with.
 //     begin_use  map (skipped while no move_notify came since); add a fence of the given usage (no move starts until
 //                it signals); raw_map again: an unchanged generation means
 //                no move slipped in between, else signal the fence and go
@@ -84,6 +87,9 @@ class mapping_allocator : public allocator {
     xbuf::mutex mutex;
     buffer_id buffer = 0;
     std::optional<file_view> view XBUF_GUARDED_BY(mutex);
+    // `view` maps an export this client holds (released when the view
+    // goes or shows a newer one: the daemon frees nothing still held).
+    bool export_held XBUF_GUARDED_BY(mutex) = false;
     void* direct XBUF_GUARDED_BY(mutex) = nullptr;
     std::uint64_t generation XBUF_GUARDED_BY(mutex) = 0;
     raw_mapping last XBUF_GUARDED_BY(mutex);  // the manager's answer the view shows
@@ -97,6 +103,8 @@ class mapping_allocator : public allocator {
   result<mapped_view> map_locked(attachment_id id, view_state& s, std::chrono::milliseconds timeout)
       XBUF_REQUIRES(s.mutex);
   static mapped_view view_of(const view_state& s) XBUF_REQUIRES(s.mutex);
+  // Unmaps the view and releases the export it showed.
+  void drop_view_locked(view_state& s) XBUF_REQUIRES(s.mutex);
 
   xbuf::mutex table_mutex_;
   std::map<attachment_id, std::shared_ptr<view_state>> views_ XBUF_GUARDED_BY(table_mutex_);

@@ -292,6 +292,10 @@ status to_status(result<wire::empty_body>&& r) {
 
 status remote_client::free(buffer_id id) { return to_status(call<wire::empty_body>(wire::free_request{.id = id})); }
 
+status remote_client::release_export(buffer_id id) {
+  return to_status(call<wire::empty_body>(wire::release_request{.id = id}));
+}
+
 status remote_client::share(buffer_id id, owner_id with) {
   return to_status(call<wire::empty_body>(wire::share_request{.buffer = id, .with = with}));
 }

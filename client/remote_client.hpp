@@ -81,6 +81,8 @@ class remote_client {
   status share(buffer_id id, owner_id with);
   // Ownership: the returned fd belongs to the caller.
   result<exported_buffer> export_fd(buffer_id id);
+  // One export of `id` this client is done with (memory_manager::release_export).
+  status release_export(buffer_id id);
   // The buffer an exported fd reaches (another client's export, passed on
   // to us), usable from now on as if shared with us. The fd is sent, not
   // taken: the caller still owns and closes it.

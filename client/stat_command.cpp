@@ -43,22 +43,24 @@ const char* view_name(const wire::stats_reply& s) {
 
 void print_tables(const std::string& path, owner_id self, const wire::stats_reply& s) {
   std::printf("xbufd on %s (backend %s) - %s\n\n", path.c_str(), s.backend.c_str(), view_name(s));
-  std::printf("%-10s %10s %10s %6s %10s %8s %12s\n", "DOMAIN", "USED", "CAPACITY", "USE%", "PEAK", "BUFFERS",
-              "DELAYED FREE");
+  std::printf("%-10s %10s %10s %6s %10s %8s %12s %10s\n", "DOMAIN", "USED", "CAPACITY", "USE%", "PEAK", "BUFFERS",
+              "DELAYED FREE", "EXPORTED");
   for (const auto& d : s.domains) {
     const double pct = d.capacity != 0
                            ? 100.0 * static_cast<double>(d.used) / static_cast<double>(d.capacity)
                            : 0.0;
-    std::printf("%-10s %10s %10s %5.1f%% %10s %8u %12s\n", d.name.c_str(), format_bytes(d.used).c_str(),
+    std::printf("%-10s %10s %10s %5.1f%% %10s %8u %12s %10s\n", d.name.c_str(), format_bytes(d.used).c_str(),
                 format_bytes(d.capacity).c_str(), pct, format_bytes(d.peak_used).c_str(), d.buffers,
-                format_bytes(d.delayed_free_bytes).c_str());
+                format_bytes(d.delayed_free_bytes).c_str(), format_bytes(d.exported_bytes).c_str());
   }
-  std::printf("\n%-6s %-8s %-6s %-20s %10s %8s\n", "CLIENT", "PID", "UID", "NAME", "BYTES",
-              "BUFFERS");
+  // FREED/EXP and FREED/ATT: freed by the client, still charged to it,
+  // held by an unreleased export or by an importer's attachment.
+  std::printf("\n%-6s %-8s %-6s %-20s %10s %8s %10s %10s\n", "CLIENT", "PID", "UID", "NAME", "BYTES",
+              "BUFFERS", "FREED/EXP", "FREED/ATT");
   for (const auto& cl : s.clients) {
-    std::printf("%-6u %-8d %-6u %-20s %10s %8u%s\n", cl.owner, cl.pid, cl.uid, cl.name.c_str(),
-                format_bytes(cl.bytes).c_str(), cl.buffers,
-                cl.owner == self ? "  (this xbuf stat)" : "");
+    std::printf("%-6u %-8d %-6u %-20s %10s %8u %10s %10s%s\n", cl.owner, cl.pid, cl.uid, cl.name.c_str(),
+                format_bytes(cl.bytes).c_str(), cl.buffers, format_bytes(cl.freed_exported_bytes).c_str(),
+                format_bytes(cl.freed_attached_bytes).c_str(), cl.owner == self ? "  (you)" : "");
   }
   if (s.more_clients != 0) {
     std::printf("... and %u more clients (one reply lists at most %zu)\n", s.more_clients,

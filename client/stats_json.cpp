@@ -151,6 +151,7 @@ std::string to_json(const wire::stats_reply& s) {
       r.field("delayed_free_bytes", d.delayed_free_bytes);
       r.field("peak_used", d.peak_used);
       r.field("buffers", std::uint64_t{d.buffers});
+      r.field("exported_bytes", d.exported_bytes);
     });
     write_array(o.key("clients"), s.clients, [](std::string& to, const wire::stat_client& c) {
       object_writer r(to);
@@ -160,6 +161,8 @@ std::string to_json(const wire::stats_reply& s) {
       r.field("name", c.name);
       r.field("bytes", c.bytes);
       r.field("buffers", std::uint64_t{c.buffers});
+      r.field("freed_exported_bytes", c.freed_exported_bytes);
+      r.field("freed_attached_bytes", c.freed_attached_bytes);
     });
     write_array(o.key("buffers"), s.buffers, [](std::string& to, const wire::stat_buffer& b) {
       object_writer r(to);

@@ -457,6 +457,13 @@ int xbuf_free(xbuf_client* c, uint64_t buffer) {
   });
 }
 
+int xbuf_release_export(xbuf_client* c, uint64_t buffer) {
+  return guarded(__func__, [&](const char* fn) {
+    if (c == nullptr) return bad_arg(fn, null_client);
+    return done(fn, c->a->release_export(buffer));
+  });
+}
+
 int xbuf_share(xbuf_client* c, uint64_t buffer, uint32_t with) {
   return guarded(__func__, [&](const char* fn) {
     if (c == nullptr) return bad_arg(fn, null_client);

@@ -184,9 +184,15 @@ typedef struct xbuf_export_info {
   int kind; /* XBUF_PLACEMENT_* of the memory now */
 } xbuf_export_info;
 
-/* A new fd of the buffer's memory, for another process or an mmap.
- * Errors: -EOPNOTSUPP where the memory is not a file (CUDA/HIP VRAM). */
+/* A new fd of the buffer's memory, for another process or an mmap. Each
+ * export holds the buffer until xbuf_release_export() (or xbuf_close):
+ * freed meanwhile, it stays charged to its owner and its memory goes to
+ * nobody else. Errors: -EOPNOTSUPP where the memory is not a file
+ * (CUDA/HIP VRAM). */
 int xbuf_export(xbuf_client* c, uint64_t buffer, xbuf_export_info* out);
+/* This client, and everyone it passed the fd on to, is done with one fd
+ * xbuf_export() gave it for `buffer`. Errors: -ENOENT (no such export held). */
+int xbuf_release_export(xbuf_client* c, uint64_t buffer);
 /* The buffer an exported fd reaches - one another client passed on to
  * this one - usable from now on as if shared with this client (attach,
  * map, fences): holding the fd is the right to it. The fd stays the

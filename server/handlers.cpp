@@ -102,6 +102,7 @@ constexpr route routes[] = {
     route_of<wire::cpu_end_request, cpu_end>(run_on::pool),
     route_of<wire::stats_request, stats>(run_on::pool),
     route_of<wire::import_request, import_fd>(run_on::pool),
+    route_of<wire::release_request, release_export>(run_on::pool),
 };
 
 // find_route() indexes the table by type.
@@ -217,6 +218,10 @@ result<reply_or_wait<wire::buffer_reply>> alloc(session_context& ctx, const wire
 }
 
 status free_buffer(session_context& ctx, const wire::free_request& m) { return ctx.mm.free(ctx.owner, m.id); }
+
+status release_export(session_context& ctx, const wire::release_request& m) {
+  return ctx.mm.release_export(ctx.owner, m.id);
+}
 
 status share(session_context& ctx, const wire::share_request& m) {
   return ctx.mm.share(ctx.owner, m.buffer, m.with);

@@ -185,6 +185,8 @@ result<wire::hello_reply> hello(session_context& ctx, const wire::hello_request&
 // once alloc_wait passed while memory was still on its way).
 result<reply_or_wait<wire::buffer_reply>> alloc(session_context& ctx, const wire::alloc_request& m);
 status free_buffer(session_context& ctx, const wire::free_request& m);
+// One export of the buffer the client is done with (it and its receivers).
+status release_export(session_context& ctx, const wire::release_request& m);
 status share(session_context& ctx, const wire::share_request& m);
 
 // export's reply travels with the exported fd.

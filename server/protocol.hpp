@@ -9,7 +9,7 @@
 //
 //     offset size field
 //       0     4  magic        0x46554258 ("XBUF" read as little-endian bytes)
-//       4     2  version      protocol_version (3)
+//       4     2  version      protocol_version (4)
 //       6     2  type         msg_type: a request, reply_bit|request, or an event
 //       8     8  request_id   chosen by the client; replies echo it; events carry 0
 //      16     4  payload_len  <= max_payload
@@ -75,7 +75,7 @@ namespace xbuf::wire {
 inline constexpr std::uint32_t magic = 0x46554258;  // bytes 'X' 'B' 'U' 'F'
 // 2: stats replies carry the tenant view and overflow counts; map ranges
 // are offsets within the buffer's export, not daemon addresses.
-inline constexpr std::uint16_t protocol_version = 3;
+inline constexpr std::uint16_t protocol_version = 4;
 inline constexpr std::size_t header_size = 24;
 inline constexpr std::size_t max_payload = 64 * 1024;
 
@@ -123,6 +123,7 @@ enum class msg_type : std::uint16_t {
   cpu_end = 15,
   stats = 16,
   import_fd = 17,
+  release = 18,
   // events, pushed by the daemon
   move_notify = 0x4001,
   fence_signaled = 0x4002,
@@ -133,7 +134,7 @@ inline constexpr std::uint16_t reply_bit = 0x8000;
 // parser. Requests are numbered first..last without gaps, events likewise;
 // a new one goes at the end of its range and moves its *_last constant.
 inline constexpr msg_type msg_type_first_request = msg_type::hello;
-inline constexpr msg_type msg_type_last_request = msg_type::import_fd;
+inline constexpr msg_type msg_type_last_request = msg_type::release;
 inline constexpr msg_type msg_type_first_event = msg_type::move_notify;
 inline constexpr msg_type msg_type_last_event = msg_type::memory_pressure;
 namespace detail {
@@ -145,9 +146,10 @@ constexpr bool is_last_of_range(msg_type t) {
     case msg_type::export_fd: case msg_type::attach: case msg_type::detach: case msg_type::map:
     case msg_type::unmap: case msg_type::add_client_fence: case msg_type::signal_client_fence:
     case msg_type::wait: case msg_type::validate: case msg_type::cpu_begin: case msg_type::cpu_end:
-    case msg_type::stats: case msg_type::move_notify: case msg_type::fence_signaled:
+    case msg_type::stats: case msg_type::import_fd: case msg_type::move_notify:
+    case msg_type::fence_signaled:
       return false;
-    case msg_type::import_fd: case msg_type::memory_pressure:
+    case msg_type::release: case msg_type::memory_pressure:
       return true;
   }
   return false;
@@ -458,7 +460,9 @@ struct buffer_reply {
   template <class IO> void io(IO& x) { x("buffer", buffer); }
 };
 
-// Requests that name one object: free, export_fd, detach, unmap, cpu_end.
+// Requests that name one object: free, export_fd, detach, unmap, cpu_end,
+// release (one export of buffer `id` the asker is done with, its fd and
+// every copy it passed on: memory_manager::release_export).
 template <msg_type T>
 struct id_request {
   static constexpr msg_type type = T;
@@ -470,6 +474,7 @@ using export_request = id_request<msg_type::export_fd>;
 using detach_request = id_request<msg_type::detach>;
 using unmap_request = id_request<msg_type::unmap>;
 using cpu_end_request = id_request<msg_type::cpu_end>;
+using release_request = id_request<msg_type::release>;
 
 struct share_request {
   static constexpr msg_type type = msg_type::share;
@@ -611,9 +616,11 @@ struct stat_domain {
   std::uint64_t capacity = 0, used = 0, delayed_free_bytes = 0;
   std::uint32_t buffers = 0;
   std::uint64_t peak_used = 0;  // the most `used` has been since xbufd started
+  std::uint64_t exported_bytes = 0;  // buffers here with an export not yet released
   template <class IO> void io(IO& x) {
     x("name", name); x("where", where); x("capacity", capacity); x("used", used);
     x("delayed_free_bytes", delayed_free_bytes); x("buffers", buffers); x("peak_used", peak_used);
+    x("exported_bytes", exported_bytes);
   }
 };
 struct stat_client {
@@ -623,9 +630,13 @@ struct stat_client {
   std::string name;
   std::uint64_t bytes = 0;
   std::uint32_t buffers = 0;
+  // Freed by this client but still alive, and charged to it:
+  std::uint64_t freed_exported_bytes = 0;  // an export not yet released
+  std::uint64_t freed_attached_bytes = 0;  // still attached by an importer
   template <class IO> void io(IO& x) {
     x("owner", owner); x("pid", pid); x("uid", uid); x("name", name); x("bytes", bytes);
-    x("buffers", buffers);
+    x("buffers", buffers); x("freed_exported_bytes", freed_exported_bytes);
+    x("freed_attached_bytes", freed_attached_bytes);
   }
 };
 struct stat_buffer {
@@ -681,8 +692,8 @@ namespace wire_size {
 constexpr std::size_t string(std::size_t max_bytes) { return 4 + max_bytes; }
 inline constexpr std::size_t placement_bytes = 1 + 4;
 inline constexpr std::size_t status = 4 + string(0);  // ok code, empty message
-inline constexpr std::size_t stat_domain = string(max_stat_label_bytes) + placement_bytes + 3 * 8 + 4 + 8;
-inline constexpr std::size_t stat_client = 4 + 4 + 4 + string(max_name_bytes) + 8 + 4;
+inline constexpr std::size_t stat_domain = string(max_stat_label_bytes) + placement_bytes + 3 * 8 + 4 + 8 + 8;
+inline constexpr std::size_t stat_client = 4 + 4 + 4 + string(max_name_bytes) + 8 + 4 + 8 + 8;
 inline constexpr std::size_t stat_buffer = 8 + 4 + string(max_name_bytes) + 8 + placement_bytes + 4 + 4 + 4 + 8 + 1;
 inline constexpr std::size_t stat_counter = string(max_stat_label_bytes) + 8;
 }  // namespace wire_size

@@ -32,7 +32,7 @@ std::vector<wire::stat_domain> domains_of(const manager_stats& st) {
     if (out.size() == wire::max_stat_domains) break;  // more domains than any machine has
     out.push_back({.name = cut(d.name, wire::max_stat_label_bytes), .where = d.where, .capacity = d.capacity,
                    .used = d.used, .delayed_free_bytes = d.delayed_free_bytes, .buffers = count32(d.buffers),
-                   .peak_used = d.peak_used});
+                   .peak_used = d.peak_used, .exported_bytes = d.exported_bytes});
   }
   return out;
 }
@@ -56,6 +56,8 @@ void list_clients(const manager_stats& st, const std::vector<client_record>& cli
       if (o.owner == c.owner) {
         sc.bytes = o.bytes;
         sc.buffers = count32(o.buffers);
+        sc.freed_exported_bytes = o.freed_exported_bytes;
+        sc.freed_attached_bytes = o.freed_attached_bytes;
       }
     }
     out.clients.push_back(std::move(sc));
@@ -166,8 +168,14 @@ void print_status(std::FILE* out, const wire::stats_reply& s) {
                  format_bytes(d.peak_used).c_str(), d.buffers, format_bytes(d.delayed_free_bytes).c_str());
   }
   for (const auto& c : s.clients) {
-    std::fprintf(out, "  client %-4u pid %-7d %-16s %10s in %u buffers\n", c.owner, c.pid, c.name.c_str(),
+    std::fprintf(out, "  client %-4u pid %-7d %-16s %10s in %u buffers", c.owner, c.pid, c.name.c_str(),
                  format_bytes(c.bytes).c_str(), c.buffers);
+    // Freed but still charged to it: only when there is some, to keep the line short.
+    if (c.freed_exported_bytes + c.freed_attached_bytes != 0) {
+      std::fprintf(out, "  freed, held: %s exported, %s attached", format_bytes(c.freed_exported_bytes).c_str(),
+                   format_bytes(c.freed_attached_bytes).c_str());
+    }
+    std::fputc('\n', out);
   }
   print_counters(out, s);
   std::fflush(out);

@@ -106,6 +106,7 @@ _PROTOTYPES = {
     "xbuf_alloc_ex": (_int, [_handle, _u64, _p(Placement), _c.c_size_t, _u32, _c.c_char_p, _u64, _p(_u64)]),
     "xbuf_alloc": (_int, [_handle, _u64, _int, _p(_u64)]),
     "xbuf_free": (_int, [_handle, _u64]),
+    "xbuf_release_export": (_int, [_handle, _u64]),
     "xbuf_share": (_int, [_handle, _u64, _u32]),
     "xbuf_export": (_int, [_handle, _u64, _p(ExportInfo)]),
     "xbuf_export_fd": (_int, [_handle, _u64, _p(_int), _p(_u64), _p(_u64)]),

@@ -532,6 +532,12 @@ class Buffer:
         c._check(c._lib.xbuf_export(c._h(), self.id, ctypes.byref(out)))
         return Export(out.fd, out.offset, out.size, _KIND_NAME.get(out.kind, f"kind{out.kind}"))
 
+    def release_export(self) -> None:
+        """This client (and whoever it passed the fd on to) is done with one
+        export: until then a freed buffer stays, charged to its owner."""
+        c = self.client
+        c._check(c._lib.xbuf_release_export(c._h(), self.id))
+
     def attach(self, device: int = -1, mode: str = "dynamic", peer_capable: bool = False) -> "Attachment":
         return self.client.attach(self, device, mode, peer_capable)
 

@@ -10,6 +10,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <thread>
 
@@ -733,6 +734,71 @@ TEST(MemoryManagerTenancyTest, MemoryBehindAnOldFdIsNeverAnotherOwnersAfterFree)
         << "alice's old fd wrote into bob's buffer " << i;
   }
   ::close(e->fd);
+}
+
+// Before: free() destroyed an exported buffer at once: its bytes left
+// every account while the fd's holder still reached its pages.
+TEST(MemoryManagerTenancyTest, AnExportedBufferFreedByItsOwnerStaysChargedUntilReleased) {
+  sim_manager s;
+  auto c = s.mm->allocate(alice, request(256 * KiB, {placement::vram(1)}));
+  ASSERT_TRUE(c);
+  auto e = s.mm->export_fd(alice, *c);
+  ASSERT_TRUE(e) << e.err().describe();
+  ::close(e->fd);  // what she passed on, the daemon cannot see
+  ASSERT_TRUE(s.mm->free(alice, *c));
+  auto st = s.mm->stats();
+  const auto& vram1 = st.domains[1];
+  ASSERT_EQ(vram1.name, "vram1");
+  EXPECT_EQ(vram1.used, 256 * KiB) << "held by its export, the memory is not free";
+  EXPECT_EQ(vram1.exported_bytes, 256 * KiB);
+  auto row = std::find_if(st.owners.begin(), st.owners.end(), [](const owner_stats& o) { return o.owner == alice; });
+  ASSERT_NE(row, st.owners.end());
+  EXPECT_EQ(row->bytes, 0u) << "freed: no longer hers to use";
+  EXPECT_EQ(row->freed_exported_bytes, 256 * KiB) << "but still charged to her";
+  EXPECT_EQ(s.mm->release_export(bob, *c).code(), errc::not_found) << "bob holds no export of it";
+  ASSERT_TRUE(s.mm->release_export(alice, *c));
+  EXPECT_EQ(s.mm->release_export(alice, *c).code(), errc::not_found) << "one release per export";
+  st = s.mm->stats();
+  EXPECT_EQ(st.domains[1].used, 0u);
+  EXPECT_EQ(st.domains[1].exported_bytes, 0u);
+}
+
+// The hold counts against the owner's quota in the buffer's domain, so
+// export + free + keep the fd is no way around it.
+TEST(MemoryManagerTenancyTest, AHeldExportStillCountsAgainstItsOwnersQuota) {
+  sim_manager_options o;
+  o.domain_quota = 256 * KiB;
+  sim_manager s(o);
+  auto c = s.mm->allocate(alice, request(256 * KiB, {placement::vram(0)}));
+  ASSERT_TRUE(c);
+  auto e = s.mm->export_fd(alice, *c);
+  ASSERT_TRUE(e);
+  ::close(e->fd);
+  ASSERT_TRUE(s.mm->free(alice, *c));
+  auto more = s.mm->allocate(alice, request(4 * KiB, {placement::vram(0)}));
+  ASSERT_FALSE(more);
+  EXPECT_EQ(more.code(), errc::quota_exceeded) << more.err().describe();
+  ASSERT_TRUE(s.mm->release_export(alice, *c));
+  EXPECT_TRUE(s.mm->allocate(alice, request(4 * KiB, {placement::vram(0)})));
+}
+
+// A receiver that goes away releases what it held; each export is one hold.
+TEST(MemoryManagerTenancyTest, AReceiversDepartureReleasesItsExports) {
+  sim_manager s;
+  auto c = s.mm->allocate(alice, request(64 * KiB, {placement::pinned()}));
+  ASSERT_TRUE(c);
+  ASSERT_TRUE(s.mm->share(alice, *c, bob));
+  for (int i = 0; i < 3; ++i) {
+    auto e = s.mm->export_fd(bob, *c);
+    ASSERT_TRUE(e) << e.err().describe();
+    ::close(e->fd);
+  }
+  ASSERT_TRUE(s.mm->free(alice, *c));
+  ASSERT_TRUE(s.mm->release_export(bob, *c));
+  EXPECT_EQ(s.mm->stats().domains[2].exported_bytes, 64 * KiB) << "two of bob's three exports still held";
+  EXPECT_EQ(s.mm->release_owner(bob), 0u) << "bob owned nothing";
+  EXPECT_EQ(s.mm->stats().domains[2].used, 0u) << "bob's last holds went with him";
+  EXPECT_TRUE(s.mm->buffers().empty());
 }
 
 TEST(MemoryManagerBadInputTest, FencesAndCpuAccessMisuse) {

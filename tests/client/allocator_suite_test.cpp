@@ -360,6 +360,43 @@ TYPED_TEST(AllocatorSuite, AnImportedFdIsTheExportedBuffer) {
   ::close(e->fd);
 }
 
+// The library's views hold the exports they map and release them as they
+// go; an export the caller took holds a freed buffer - charged to its
+// owner, its memory nobody else's - until the caller releases it.
+TYPED_TEST(AllocatorSuite, ExportsHoldAFreedBufferUntilReleased) {
+  auto& a = *this->a_;
+  const auto used = [&](const std::string& domain) {
+    auto s = a.stats();
+    EXPECT_TRUE(s) << s.err().describe();
+    for (const auto& d : s ? s->domains : std::vector<wire::stat_domain>{}) {
+      if (d.name == domain) return std::pair{d.used, d.exported_bytes};
+    }
+    ADD_FAILURE() << "no domain " << domain;
+    return std::pair<std::uint64_t, std::uint64_t>{};
+  };
+  const std::string pageable = "pageable";
+  const auto before = used(pageable);
+  const buffer_id b = this->alloc(64 * KiB, {placement::pageable()});
+  for (int round = 0; round < 3; ++round) {  // map, use, unmap: each view's export released
+    auto at = a.attach(b, -1, attach_mode::dynamic);
+    ASSERT_TRUE(at);
+    auto v = a.begin_use(*at, fence_usage::write);
+    ASSERT_TRUE(v) << v.err().describe();
+    ASSERT_TRUE(a.end_use(*at));
+    ASSERT_TRUE(round == 0 ? a.unmap(*at) : status(ok()));
+    ASSERT_TRUE(a.detach(*at));
+  }
+  auto e = a.export_fd(b);
+  ASSERT_TRUE(e) << e.err().describe();
+  ::close(e->fd);
+  ASSERT_TRUE(a.free(b));
+  EXPECT_EQ(used(pageable).first, before.first + 64 * KiB) << "held by the caller's export";
+  EXPECT_EQ(used(pageable).second, before.second + 64 * KiB);
+  ASSERT_TRUE(a.release_export(b));
+  EXPECT_EQ(used(pageable), before) << "nothing left held: the views released theirs";
+  EXPECT_EQ(a.release_export(b).code(), errc::not_found);
+}
+
 TYPED_TEST(AllocatorSuite, StatsShowTheBuffer) {
   auto& a = *this->a_;
   const buffer_id b = this->alloc(48 * KiB, {placement::pageable()});

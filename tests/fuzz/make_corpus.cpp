@@ -142,7 +142,8 @@ void frame_parser_seeds(const std::filesystem::path& dir) {
            wire::encode_message(
                15, wire::cpu_begin_request{.buffer = 1, .write = true, .timeout_ms = 0}),
            wire::encode_message(16, wire::cpu_end_request{.id = 1}), free, stats,
-           wire::encode_message(17, wire::import_request{})});
+           wire::encode_message(17, wire::import_request{}),
+           wire::encode_message(18, wire::release_request{.id = 1})});
 
   write(dir, "req-hello", parser_input(true, 1, hello));
   write(dir, "req-alloc", parser_input(true, 2, alloc));
@@ -253,6 +254,9 @@ void handlers_seeds(const std::filesystem::path& dir) {
             .req(0, t::export_fd, {own0})
             .req(0, t::free, {own0})
             .req(1, t::stats, {})
+            .req(1, t::release, {own0})  // b never exported it
+            .req(0, t::release, {own0})  // a's hold ends: the freed buffer goes
+            .req(0, t::release, {own0})
             .out());
   // VRAM fills; a dynamic attachment is evicted and told (move_notify).
   write(dir, "eviction",

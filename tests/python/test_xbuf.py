@@ -108,6 +108,21 @@ def test_export_gives_an_fd_of_the_buffers_memory(client):
     assert e.fd == -1  # closed by the with block
 
 
+def test_a_freed_buffer_stays_charged_until_its_export_is_released(client):
+    buf = client.alloc(64 * KiB, "pageable")
+    buf.export().close()  # what the fd was passed on to, the daemon cannot see
+    buf.free()
+
+    def mine():
+        return next(c for c in client.stats()["clients"] if c["owner"] == client.owner)
+
+    assert mine()["freed_exported_bytes"] == 64 * KiB
+    client.buffer(buf.id).release_export()
+    assert mine()["freed_exported_bytes"] == 0
+    with pytest.raises(xbuf.NotFoundError):
+        client.buffer(buf.id).release_export()  # one release per export
+
+
 def test_an_exported_fd_imported_by_another_client_reaches_the_same_bytes(client, daemon):
     buf = client.alloc(16 * KiB, "pinned")
     with buf.attach() as att:
