@@ -60,7 +60,7 @@ struct heap_allocation {
   // pages a driver hands out again): cleared before a new owner sees it.
   bool needs_clear = false;
   // span.block holds other buffers too: exporting it needs a backend that
-  // gives the range pages of its own (caps.export_detaches_ranges).
+  // gives the range pages of its own (detaches_ranges(caps, kind)).
   bool shares_block = false;
 };
 

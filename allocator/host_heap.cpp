@@ -16,7 +16,8 @@ constexpr std::uint64_t page = 4096;
 host_heap::host_heap(backend& be, bool pinned, std::uint64_t capacity)
     : heap(pinned ? placement::pinned() : placement::pageable(), capacity), backend_(be) {
   chunk_bytes_ = pinned ? (4ull << 20) : (16ull << 20);
-  if (be.caps().export_detaches_ranges && capacity >= chunk_bytes_) small_max_ = chunk_bytes_ / 16;
+  const memory_kind kind = pinned ? memory_kind::host_pinned : memory_kind::host_pageable;
+  if (detaches_ranges(be.caps(), kind) && capacity >= chunk_bytes_) small_max_ = chunk_bytes_ / 16;
 }
 
 std::unique_ptr<host_heap> host_heap::create(backend& be, bool pinned, std::uint64_t capacity) {

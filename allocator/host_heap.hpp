@@ -7,15 +7,16 @@
 //   A memfd per allocation costs the daemon an fd and a mapping per buffer:
 //   a tenant allocating 4 KiB buffers would run it out of fds (DESIGN.md,
 //   "File descriptors are a budgeted resource"). So, where the backend can
-//   give part of a block an fd of its own (caps.export_detaches_ranges:
-//   host, sim), allocations up to small_max bytes at page alignment are cut by a buddy
+//   give part of a block of this kind an fd of its own (detaches_ranges():
+//   host and sim, both kinds; GPU runtimes, pageable only), allocations up
+//   to small_max bytes at page alignment are cut by a buddy
 //   range_allocator out of chunks - one allocate_host block each, created
 //   when the others are full, released when empty (one empty chunk is kept
 //   as a spare) - and cost no fd. Exporting one gives its range a memfd of
 //   its own (backend export_fd), so an fd still reaches one buffer.
 //   Larger allocations, and every allocation where the backend cannot
-//   detach ranges (GPU runtimes: a pinned block is registered with the
-//   runtime as a whole), get a block of their own (block_heap.hpp).
+//   detach ranges (a GPU runtime's pinned block is registered with it as a
+//   whole), get a block of their own (block_heap.hpp).
 //
 //   Counted against the capacity: a chunk range's block size (a power of
 //   two, as the buddy reserves it), or an own block's page-rounded bytes.

@@ -301,7 +301,7 @@ result<exported_memory> memory_manager::export_fd_unguarded(owner_id owner, buff
   // One buffer per fd (DESIGN.md, Tenancy): a buffer carved from a shared
   // block is exported only where the backend gives its range pages of
   // their own; else the fd would reach every other tenant's buffer there.
-  if (buf->backing.shares_block && !backend_.caps().export_detaches_ranges) {
+  if (buf->backing.shares_block && !detaches_ranges(backend_.caps(), buf->backing.span.block->kind)) {
     mutex_lock lock(mutex_);
     return fail(errc::unsupported, "export " + buffer_name(id) + ": it lives in " + at(buf->domain).name() +
                                        ", carved from an arena the " + std::string(backend_.name()) +

@@ -67,14 +67,29 @@ struct backend_caps {
   bool pinned_host = false;        // allocate_host(pinned=true) page-locks memory
   bool peer_query = false;         // can_access_peer() asks a real runtime
   bool fill = false;               // fill() works (on the device's engine where it has one)
-  // export_fd() of a part of a block - device or host - gives that part
-  // pages of its own (sim, host: memfd ranges); without it the fd reaches
-  // the whole block, so the memory manager carves no buffer it may export
-  // out of a shared block (GPU runtimes: VRAM gets a block per buffer, and
-  // a part of a registered pinned block cannot be remapped under the GPU).
-  bool export_detaches_ranges = false;
+  // export_fd() of a part of a block gives that part pages of its own
+  // (memfd ranges, remapped in place); without it the fd reaches the whole
+  // block, so the memory manager carves no buffer it may export out of a
+  // shared block of that kind. One flag per kind (detaches_ranges() reads
+  // them): the sim's VRAM detaches; CUDA's cannot (VRAM gets a block per
+  // buffer); a GPU runtime's pinned blocks cannot either, because they are
+  // registered with the runtime as a whole and a range remapped under it
+  // would leave the GPU on the old pages.
+  bool export_detaches_ranges = false;        // device blocks
+  bool export_detaches_pinned_ranges = false;  // host_pinned blocks
+  bool export_detaches_pageable_ranges = false;  // host_pageable blocks
   std::size_t device_granularity = 4096;  // device allocations are multiples of this
 };
+
+// The caps flag above for blocks of `kind`.
+constexpr bool detaches_ranges(const backend_caps& c, memory_kind kind) noexcept {
+  switch (kind) {
+    case memory_kind::device: return c.export_detaches_ranges;
+    case memory_kind::host_pinned: return c.export_detaches_pinned_ranges;
+    case memory_kind::host_pageable: return c.export_detaches_pageable_ranges;
+  }
+  return false;
+}
 
 // A contiguous piece of memory from a backend. Immutable once made.
 struct memory_block {
@@ -154,7 +169,7 @@ class backend {
                          std::span<const fence_ptr> wait_for = {});
 
   // Exports the span's memory as a new fd for another process (the caller
-  // owns it). With caps.export_detaches_ranges the fd reaches the span's
+  // owns it). Where detaches_ranges(caps, kind) the fd reaches the span's
   // pages only (rounded to pages), never other memory of the same block;
   // without it, the whole block's memory (the caller decides whether that
   // is one buffer's). Errors: unsupported (no fd behind this block),

@@ -77,8 +77,18 @@ class gpu_backend final : public backend {
 
   result<exported_memory> do_export_fd(const memory_span& span) override {
     if (const auto* d = own_device_block(span.block)) return export_device(*d, span);
-    if (const auto* h = own_host_block(span.block)) return detail::export_block(*h, span, title() + " backend");
+    if (const auto* h = own_host_block(span.block)) {
+      // Pageable host memory is no runtime's: a part of a block gets pages
+      // of its own. Pinned memory is registered as a whole block.
+      if (h->kind == memory_kind::host_pageable) return detail::export_span(*h, span, title() + " backend");
+      return detail::export_block(*h, span, title() + " backend");
+    }
     return fail(errc::unsupported, title() + " backend: cannot export a block another backend made");
+  }
+
+  bool do_release_range(const memory_span& span) noexcept override {
+    const auto* h = own_host_block(span.block);
+    return h == nullptr || h->kind != memory_kind::host_pageable || detail::release_range(*h, span);
   }
 
   result<memory_block_ptr> do_import_fd(const exported_memory& exported, int device) override {
@@ -276,6 +286,7 @@ backend_caps settle_caps(const gpu_runtime& rt, device_list& devices, bool peer_
   caps.peer_query = true;
   caps.fill = true;
   caps.host_mapped_device = false;
+  caps.export_detaches_pageable_ranges = true;  // not registered: memfd ranges as the host backend's
   caps.device_granularity = 0;
   for (auto& dev : devices) {
     caps.export_fd = caps.export_fd && dev->vmm && dev->export_fd;

@@ -95,7 +95,8 @@ result<std::unique_ptr<host_backend>> create_host_backend(const host_config& con
   caps.pinned_host = true;
   caps.peer_query = false;
   caps.fill = true;
-  caps.export_detaches_ranges = true;
+  caps.export_detaches_pinned_ranges = true;
+  caps.export_detaches_pageable_ranges = true;
   caps.device_granularity = detail::page_size();
   return std::unique_ptr<host_backend>(new host_backend(caps, config, std::move(state),
                                                         std::move(engine).value(), std::move(nodes)));

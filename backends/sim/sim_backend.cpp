@@ -113,6 +113,8 @@ result<std::unique_ptr<sim_backend>> create_sim_backend(const sim_config& config
   caps.peer_query = false;
   caps.fill = true;
   caps.export_detaches_ranges = true;
+  caps.export_detaches_pinned_ranges = true;  // host memory is the host backend's
+  caps.export_detaches_pageable_ranges = true;
   caps.device_granularity = detail::page_size();
   return std::unique_ptr<sim_backend>(new sim_backend(caps, std::move(infos), std::move(state),
                                                       std::move(engines), std::move(host).value()));

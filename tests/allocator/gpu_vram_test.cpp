@@ -14,6 +14,7 @@
 #include <cstring>
 #include <memory>
 
+#include "allocator/host_heap.hpp"
 #include "allocator/memory_manager.hpp"
 #include "backends/gpu/gpu_backend.hpp"
 #include "tests/backends/fake_gpu_runtime.hpp"
@@ -34,8 +35,8 @@ class GpuVramTest : public ::testing::Test {
     manager_config cfg;
     cfg.device_backend = backend_.get();
     cfg.vram_capacity = {256 * KiB, 256 * KiB};
-    cfg.pinned_capacity = 1024 * KiB;
-    cfg.pageable_capacity = 1024 * KiB;
+    cfg.pinned_capacity = 64 * 1024 * KiB;  // room for chunks (host_heap.hpp)
+    cfg.pageable_capacity = 64 * 1024 * KiB;
     auto m = memory_manager::create(std::move(cfg));
     ASSERT_TRUE(m) << m.err().describe();
     mm_ = std::move(*m);
@@ -108,6 +109,34 @@ TEST_F(GpuVramTest, AFullVramDomainSaysSo) {
   ASSERT_FALSE(id);
   EXPECT_EQ(id.code(), errc::out_of_memory);
   EXPECT_NE(id.err().message.find("vram0"), std::string::npos) << id.err().message;
+}
+
+// Host memory on a GPU runtime: pageable buffers share chunks (no fd each;
+// an export detaches its range), pinned ones - registered with the runtime
+// as a whole block - stay a block each.
+TEST_F(GpuVramTest, PageableBuffersShareChunksAndPinnedOnesDoNot) {
+  EXPECT_EQ(host_heap::create(*backend_, false, 64 * 1024 * KiB)->small_max(), 1024 * KiB);
+  EXPECT_EQ(host_heap::create(*backend_, true, 64 * 1024 * KiB)->small_max(), 0u) << "pinned: no chunks";
+  alloc_request req;
+  req.size = 4 * KiB;
+  req.placements = {placement::pageable()};
+  auto a = mm_->allocate(owner_, req);
+  auto b = mm_->allocate(owner_, req);
+  ASSERT_TRUE(a && b);
+  auto e = mm_->export_fd(owner_, *a, std::chrono::seconds(5));
+  ASSERT_TRUE(e) << e.err().describe();
+  struct stat st {};
+  ASSERT_EQ(::fstat(e->fd, &st), 0);
+  EXPECT_EQ(st.st_size, 4 * 1024) << "the export is a's page, not the 16 MiB chunk";
+  ::close(e->fd);
+  req.placements = {placement::pinned()};
+  auto p = mm_->allocate(owner_, req);
+  ASSERT_TRUE(p);
+  auto ep = mm_->export_fd(owner_, *p, std::chrono::seconds(5));
+  ASSERT_TRUE(ep) << ep.err().describe();
+  ASSERT_EQ(::fstat(ep->fd, &st), 0);
+  EXPECT_EQ(st.st_size, 4 * 1024) << "a pinned buffer is a block of its own";
+  ::close(ep->fd);
 }
 
 }  // namespace
