@@ -1,6 +1,13 @@
 // SPDX-License-Identifier: MIT
 #include "backends/select.hpp"
 
+#if XBUF_HAVE_CUDA_BACKEND
+#include "backends/cuda/cuda_prims.hpp"
+#endif
+#if XBUF_HAVE_HIP_BACKEND
+#include "backends/hip/hip_prims.hpp"
+#endif
+
 namespace xbuf {
 
 namespace {
@@ -77,6 +84,29 @@ bool backend_built(backend_choice c) noexcept {
     case backend_choice::automatic: return true;
   }
   return false;
+}
+
+result<std::shared_ptr<const gpu::gpu_runtime>> load_gpu_runtime(backend_choice c,
+                                                                const backend_selection_config& config) {
+  switch (c) {
+    case backend_choice::cuda:
+#if XBUF_HAVE_CUDA_BACKEND
+      return load_cuda_runtime(config.cuda.library);
+#else
+      return not_built(c);
+#endif
+    case backend_choice::hip:
+#if XBUF_HAVE_HIP_BACKEND
+      return load_hip_runtime(config.hip.libraries);
+#else
+      return not_built(c);
+#endif
+    case backend_choice::sim:
+    case backend_choice::automatic:
+      break;
+  }
+  return fail(errc::invalid_argument,
+              "load_gpu_runtime: '" + std::string(to_string(c)) + "' names no GPU runtime");
 }
 
 result<selected_backend> select_backend(const backend_selection_config& config) {

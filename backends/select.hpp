@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "backends/backend.hpp"
+#include "backends/gpu/gpu_prim.hpp"
 #include "backends/sim/sim_backend.hpp"
 #include "core/result.hpp"
 
@@ -69,5 +70,13 @@ struct selected_backend {
 // for automatic, only the sim backend's error (the GPU failures are notes).
 // Context: may block for seconds (runtime initialization); allocates.
 result<selected_backend> select_backend(const backend_selection_config& config);
+
+// The GPU runtime the cuda or hip backend runs on, loaded for this process
+// alone: what a client uses to import VRAM another process exported
+// (backends/gpu/device_window.hpp). Errors: invalid_argument (sim, auto),
+// unsupported (not built in), and the loader's (no_device without a driver).
+// Context: may block (driver initialization); allocates.
+result<std::shared_ptr<const gpu::gpu_runtime>> load_gpu_runtime(backend_choice c,
+                                                                const backend_selection_config& config = {});
 
 }  // namespace xbuf

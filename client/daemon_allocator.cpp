@@ -26,6 +26,7 @@
 
 #include "client/allocator.hpp"
 #include "client/file_view.hpp"
+#include "client/local_gpus.hpp"
 #include "client/mapping_allocator.hpp"
 #include "client/remote_client.hpp"
 #include "core/mutex.hpp"
@@ -191,8 +192,24 @@ class daemon_allocator final : public detail::mapping_allocator {
     return m;
   }
 
+  result<std::shared_ptr<gpu::gpu_device>> vram_device(int device) override {
+    std::string backend;
+    {
+      xbuf::mutex_lock lock(mutex_);
+      if (!daemon_backend_) {  // asked once: a daemon does not change its backend
+        auto s = rc_.stats();
+        if (!s) return std::move(s).err().prefixed("which backend xbufd runs");
+        daemon_backend_ = s->backend;
+      }
+      backend = *daemon_backend_;
+    }
+    return gpus_.for_backend(backend, device);
+  }
+
   xbuf::mutex mutex_;
   remote_client rc_ XBUF_GUARDED_BY(mutex_);
+  std::optional<std::string> daemon_backend_ XBUF_GUARDED_BY(mutex_);
+  detail::local_gpus gpus_;
   std::map<buffer_id, file_view> cpu_views_ XBUF_GUARDED_BY(mutex_);
   owner_id owner_ = 0;
   xbuf::mutex pressure_mutex_;  // a leaf: taken inside calls that hold mutex_

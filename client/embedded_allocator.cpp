@@ -26,6 +26,8 @@
 #include "allocator/memory_manager.hpp"
 #include "backends/select.hpp"
 #include "client/allocator.hpp"
+#include "client/embedded_allocator.hpp"
+#include "client/local_gpus.hpp"
 #include "client/mapping_allocator.hpp"
 #include "core/fence.hpp"
 #include "core/mutex.hpp"
@@ -42,8 +44,10 @@ std::string fence_name(fence_handle f) { return "fence " + std::to_string(f); }
 
 class embedded_allocator final : public detail::mapping_allocator {
  public:
-  embedded_allocator(std::unique_ptr<backend> b, std::unique_ptr<memory_manager> mm)
-      : backend_(std::move(b)), mm_(std::move(mm)), context_(fence::allocate_context()) {}
+  embedded_allocator(std::unique_ptr<backend> b, std::unique_ptr<memory_manager> mm,
+                     std::shared_ptr<const gpu::gpu_runtime> local_runtime = nullptr)
+      : backend_(std::move(b)), mm_(std::move(mm)), gpus_(std::move(local_runtime)),
+        context_(fence::allocate_context()) {}
   ~embedded_allocator() override {
     drop_views();
     mm_.reset();  // before the backend it uses
@@ -181,8 +185,13 @@ class embedded_allocator final : public detail::mapping_allocator {
     return m;
   }
 
+  result<std::shared_ptr<gpu::gpu_device>> vram_device(int device) override {
+    return gpus_.for_backend(backend_->name(), device);
+  }
+
   std::unique_ptr<backend> backend_;
   std::unique_ptr<memory_manager> mm_;
+  detail::local_gpus gpus_;
   const std::uint64_t context_;
   xbuf::mutex fences_mutex_;
   std::map<fence_handle, fence_ptr> fences_ XBUF_GUARDED_BY(fences_mutex_);
@@ -207,9 +216,16 @@ result<std::unique_ptr<allocator>> open_embedded(const embedded_options& o) {
   mc.pinned_limit = o.pinned;
   mc.pageable_capacity = o.pageable;
   mc.promote_interval = o.promote_interval;
-  auto mm = memory_manager::create(mc);
+  return open_embedded_over(std::move(selected->chosen), std::move(mc), nullptr);
+}
+
+result<std::unique_ptr<allocator>> open_embedded_over(std::unique_ptr<backend> b, manager_config mc,
+                                                     std::shared_ptr<const gpu::gpu_runtime> local_runtime) {
+  mc.device_backend = b.get();
+  auto mm = memory_manager::create(std::move(mc));
   if (!mm) return std::move(mm).err();
-  return std::unique_ptr<allocator>(std::make_unique<embedded_allocator>(std::move(selected->chosen), std::move(*mm)));
+  return std::unique_ptr<allocator>(
+      std::make_unique<embedded_allocator>(std::move(b), std::move(*mm), std::move(local_runtime)));
 }
 
 }  // namespace xbuf::client

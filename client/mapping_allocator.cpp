@@ -61,6 +61,7 @@ result<attachment_id> mapping_allocator::attach(buffer_id id, int device, attach
   if (!r) return r;
   auto s = std::make_shared<view_state>();
   s->buffer = id;
+  s->device = device;
   xbuf::mutex_lock lock(table_mutex_);
   views_[*r] = std::move(s);
   return r;
@@ -85,7 +86,52 @@ status mapping_allocator::detach(attachment_id id) {
   return ok();
 }
 
+status mapping_allocator::show_export_locked(view_state& s, const exported_buffer& e) {
+  std::shared_ptr<gpu::gpu_device> gpu;
+  if (e.kind == memory_kind::device) {
+    auto d = vram_device(s.device);
+    if (!d) {
+      ::close(e.fd);
+      return std::move(d).err();
+    }
+    gpu = std::move(*d);
+  }
+  if (gpu) {
+    // The window takes the fd.
+    const exported_memory m{.fd = e.fd, .offset = e.offset, .size = e.size, .kind = e.kind};
+    status st = ok();
+    if (s.window) {
+      st = s.window->show(m);
+    } else if (auto w = gpu::device_window::open(gpu, m); w) {
+      s.window = std::move(*w);
+    } else {
+      st = std::move(w).err();
+    }
+    if (!st) return st;
+    s.view.reset();
+    s.in_window = true;
+    return ok();
+  }
+  status st = ok();
+  if (s.view) {
+    st = s.view->remap(e);
+  } else if (auto v = file_view::map(e); v) {
+    s.view = std::move(*v);
+  } else {
+    st = std::move(v).err();
+  }
+  ::close(e.fd);
+  if (!st) return st;
+  // Not VRAM now: the window lets its old allocation go, and stays
+  // reserved for the way back.
+  if (s.window) s.window->clear();
+  s.in_window = false;
+  return ok();
+}
+
 void mapping_allocator::drop_view_locked(view_state& s) {
+  s.window.reset();
+  s.in_window = false;
   s.view.reset();
   s.direct = nullptr;
   if (s.export_held) (void)release_export(s.buffer);  // fails only with the connection, which released it
@@ -124,7 +170,10 @@ status mapping_allocator::free(buffer_id id) {
 }
 
 mapped_view mapping_allocator::view_of(const view_state& s) {
-  return mapped_view{.data = s.view ? s.view->data() : s.direct,
+  void* data = s.direct;
+  if (s.in_window && s.window) data = reinterpret_cast<void*>(static_cast<std::uintptr_t>(s.window->address()));
+  else if (s.view) data = s.view->data();
+  return mapped_view{.data = data,
                      .size = s.last.size,
                      .where = s.last.where,
                      .peer = s.last.peer,
@@ -140,7 +189,7 @@ result<mapped_view> mapping_allocator::map_locked(attachment_id id, view_state& 
   auto m = raw_map(id, timeout);
   if (!m) return std::move(m).err();
   s.mapped = true;
-  const bool current = (s.view || s.direct != nullptr) && s.generation == m->generation;
+  const bool current = (s.view || s.in_window || s.direct != nullptr) && s.generation == m->generation;
   if (current) {
     s.last = std::move(*m);
     return view_of(s);
@@ -159,15 +208,7 @@ result<mapped_view> mapping_allocator::map_locked(attachment_id id, view_state& 
     s.last = std::move(*m);
     return view_of(s);
   }
-  status st = ok();
-  if (s.view) {
-    st = s.view->remap(*e);
-  } else if (auto v = file_view::map(*e); v) {
-    s.view = std::move(*v);
-  } else {
-    st = std::move(v).err();
-  }
-  ::close(e->fd);
+  const status st = show_export_locked(s, *e);
   if (!st) {
     (void)release_export(s.buffer);  // the new one, never shown
     return fail(st.code(), "map " + attachment_name(id) + ": " + st.err().message);
@@ -213,7 +254,7 @@ result<mapped_view> mapping_allocator::begin_use(attachment_id id, fence_usage u
   for (int round = 0; round < max_use_rounds; ++round) {
     // The view is current unless a move_notify came since it was made (or
     // there is none yet): then map first.
-    const bool current = s.mapped && !s.stale && (s.view || s.direct != nullptr);
+    const bool current = s.mapped && !s.stale && (s.view || s.in_window || s.direct != nullptr);
     auto v = current ? result<mapped_view>(view_of(s)) : map_locked(id, s, timeout);
     if (!v) return v;
     // The fence first, then the check: once it is on the buffer no new move

@@ -16,6 +16,12 @@
 //                the export it shows and releases it (release_export) when
 //                it is unmapped, detached, freed or remapped onto a newer
 //                one, so the daemon frees what this client is done with.
+//                A GPU runtime's VRAM is shown in a device_window (CUDA:
+//                imported, mapped into a reserved device range), which
+//                keeps its address across moves between VRAM placements;
+//                a move to host memory shows a file_view (another address:
+//                the view's data says so), and the way back to VRAM the
+//                window's address again.
 //     begin_use  map (skipped while no move_notify came since); add a fence of the given usage (no move starts until
 //                it signals); raw_map again: an unchanged generation means
 //                no move slipped in between, else signal the fence and go
@@ -39,6 +45,7 @@
 #include <string>
 
 #include "client/allocator.hpp"
+#include "backends/gpu/device_window.hpp"
 #include "client/file_view.hpp"
 #include "core/mutex.hpp"
 #include "core/thread_annotations.hpp"
@@ -76,6 +83,10 @@ class mapping_allocator : public allocator {
   virtual result<raw_mapping> raw_map(attachment_id id, std::chrono::milliseconds timeout) = 0;
   virtual status raw_unmap(attachment_id id) = 0;
   virtual status raw_free(buffer_id id) = 0;
+  // This process's device `device` for a VRAM export of the mode's
+  // backend (local_gpus.hpp), or null when VRAM exports are memory files
+  // (sim): mapped with file_view then.
+  virtual result<std::shared_ptr<gpu::gpu_device>> vram_device(int device) = 0;
 
   // A move_notify for one of our attachments (from the mode's event path).
   void moved(const move_event& e);
@@ -86,7 +97,13 @@ class mapping_allocator : public allocator {
   struct view_state {
     xbuf::mutex mutex;
     buffer_id buffer = 0;
+    int device = -1;  // the attachment's importer (-1: the CPU)
     std::optional<file_view> view XBUF_GUARDED_BY(mutex);
+    // A GPU runtime's VRAM export, imported into a device range of ours;
+    // kept reserved while the buffer is elsewhere, so it comes back to the
+    // same address.
+    std::unique_ptr<gpu::device_window> window XBUF_GUARDED_BY(mutex);
+    bool in_window XBUF_GUARDED_BY(mutex) = false;  // the window, not `view`, shows the buffer
     // `view` maps an export this client holds (released when the view
     // goes or shows a newer one: the daemon frees nothing still held).
     bool export_held XBUF_GUARDED_BY(mutex) = false;
@@ -105,6 +122,9 @@ class mapping_allocator : public allocator {
   static mapped_view view_of(const view_state& s) XBUF_REQUIRES(s.mutex);
   // Unmaps the view and releases the export it showed.
   void drop_view_locked(view_state& s) XBUF_REQUIRES(s.mutex);
+  // Shows export `e` (the fd consumed) in the view: a device window for a
+  // GPU runtime's VRAM, else a file_view.
+  status show_export_locked(view_state& s, const exported_buffer& e) XBUF_REQUIRES(s.mutex);
 
   xbuf::mutex table_mutex_;
   std::map<attachment_id, std::shared_ptr<view_state>> views_ XBUF_GUARDED_BY(table_mutex_);

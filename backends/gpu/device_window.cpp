@@ -110,6 +110,11 @@ status device_window::show(const exported_memory& exported) {
   return ok();
 }
 
+void device_window::clear() noexcept {
+  device_scope scope(*dev_);
+  if (scope.ok()) hide();
+}
+
 void device_window::hide() noexcept {
   if (!mapped_) return;
   dev_->runtime->vmm_unmap(base_, mapped_bytes_);

@@ -55,6 +55,11 @@ class device_window {
   // starts at another offset.
   status show(const exported_memory& exported);
 
+  // Shows nothing any more (unmaps and releases the allocation), keeping
+  // the range reserved for a later show(): for a buffer that moved where
+  // no window can show it (host memory), so its VRAM is not held here.
+  void clear() noexcept;
+
   // The buffer's first byte in this process's device address space; 0
   // while the window shows nothing.
   std::uint64_t address() const noexcept { return mapped_ ? base_ + offset_ : 0; }

@@ -59,6 +59,7 @@ static void null_handle_calls(void) {
   expect(xbuf_free(NULL, 1) == -EINVAL, "xbuf_free(NULL)");
   expect(xbuf_share(NULL, 1, 2) == -EINVAL, "xbuf_share(NULL)");
   expect(xbuf_export(NULL, 1, &e) == -EINVAL, "xbuf_export(NULL)");
+  expect(xbuf_release_export(NULL, 1) == -EINVAL, "xbuf_release_export(NULL)");
   expect(xbuf_import(NULL, 0, &u64, NULL) == -EINVAL, "xbuf_import(NULL)");
   expect(xbuf_export_fd(NULL, 1, &i, NULL, NULL) == -EINVAL, "xbuf_export_fd(NULL)");
   expect(xbuf_attach(NULL, 1, -1, XBUF_ATTACH_DYNAMIC, 0, &u64) == -EINVAL, "xbuf_attach(NULL)");
