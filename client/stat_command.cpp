@@ -43,15 +43,16 @@ const char* view_name(const wire::stats_reply& s) {
 
 void print_tables(const std::string& path, owner_id self, const wire::stats_reply& s) {
   std::printf("xbufd on %s (backend %s) - %s\n\n", path.c_str(), s.backend.c_str(), view_name(s));
-  std::printf("%-10s %10s %10s %6s %10s %8s %12s %10s\n", "DOMAIN", "USED", "CAPACITY", "USE%", "PEAK", "BUFFERS",
-              "DELAYED FREE", "EXPORTED");
+  std::printf("%-10s %10s %10s %6s %10s %8s %12s %10s %6s\n", "DOMAIN", "USED", "CAPACITY", "USE%", "PEAK",
+              "BUFFERS", "DELAYED FREE", "EXPORTED", "FRAG%");
   for (const auto& d : s.domains) {
     const double pct = d.capacity != 0
                            ? 100.0 * static_cast<double>(d.used) / static_cast<double>(d.capacity)
                            : 0.0;
-    std::printf("%-10s %10s %10s %5.1f%% %10s %8u %12s %10s\n", d.name.c_str(), format_bytes(d.used).c_str(),
-                format_bytes(d.capacity).c_str(), pct, format_bytes(d.peak_used).c_str(), d.buffers,
-                format_bytes(d.delayed_free_bytes).c_str(), format_bytes(d.exported_bytes).c_str());
+    std::printf("%-10s %10s %10s %5.1f%% %10s %8u %12s %10s %5.1f%%\n", d.name.c_str(),
+                format_bytes(d.used).c_str(), format_bytes(d.capacity).c_str(), pct,
+                format_bytes(d.peak_used).c_str(), d.buffers, format_bytes(d.delayed_free_bytes).c_str(),
+                format_bytes(d.exported_bytes).c_str(), static_cast<double>(d.fragmentation_ppm) / 1e4);
   }
   // FREED/EXP and FREED/ATT: freed by the client, still charged to it,
   // held by an unreleased export or by an importer's attachment.

@@ -6,6 +6,7 @@
 #include "client/stats_json.hpp"
 
 #include <cstdint>
+#include <cstdio>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -68,6 +69,12 @@ class object_writer {
   void field(std::string_view k, bool v) { key(k) += v ? "true" : "false"; }
   void field(std::string_view k, std::uint64_t v) { key(k) += std::to_string(v); }
   void field(std::string_view k, std::int64_t v) { key(k) += std::to_string(v); }
+  // A ratio in [0, 1], six decimals (what the wire's millionths carry).
+  void field(std::string_view k, double v) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.6f", v);
+    key(k) += buf;
+  }
 
  private:
   std::string& out_;
@@ -152,6 +159,8 @@ std::string to_json(const wire::stats_reply& s) {
       r.field("peak_used", d.peak_used);
       r.field("buffers", std::uint64_t{d.buffers});
       r.field("exported_bytes", d.exported_bytes);
+      r.field("largest_free_block", d.largest_free_block);
+      r.field("fragmentation", static_cast<double>(d.fragmentation_ppm) / 1e6);
     });
     write_array(o.key("clients"), s.clients, [](std::string& to, const wire::stat_client& c) {
       object_writer r(to);

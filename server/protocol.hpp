@@ -617,10 +617,13 @@ struct stat_domain {
   std::uint32_t buffers = 0;
   std::uint64_t peak_used = 0;  // the most `used` has been since xbufd started
   std::uint64_t exported_bytes = 0;  // buffers here with an export not yet released
+  std::uint64_t largest_free_block = 0;  // the largest allocation that fits now without eviction
+  std::uint32_t fragmentation_ppm = 0;   // 1 - largest_free_block / free bytes, in millionths
   template <class IO> void io(IO& x) {
     x("name", name); x("where", where); x("capacity", capacity); x("used", used);
     x("delayed_free_bytes", delayed_free_bytes); x("buffers", buffers); x("peak_used", peak_used);
-    x("exported_bytes", exported_bytes);
+    x("exported_bytes", exported_bytes); x("largest_free_block", largest_free_block);
+    x("fragmentation_ppm", fragmentation_ppm);
   }
 };
 struct stat_client {
@@ -692,7 +695,7 @@ namespace wire_size {
 constexpr std::size_t string(std::size_t max_bytes) { return 4 + max_bytes; }
 inline constexpr std::size_t placement_bytes = 1 + 4;
 inline constexpr std::size_t status = 4 + string(0);  // ok code, empty message
-inline constexpr std::size_t stat_domain = string(max_stat_label_bytes) + placement_bytes + 3 * 8 + 4 + 8 + 8;
+inline constexpr std::size_t stat_domain = string(max_stat_label_bytes) + placement_bytes + 3 * 8 + 4 + 8 + 8 + 8 + 4;
 inline constexpr std::size_t stat_client = 4 + 4 + 4 + string(max_name_bytes) + 8 + 4 + 8 + 8;
 inline constexpr std::size_t stat_buffer = 8 + 4 + string(max_name_bytes) + 8 + placement_bytes + 4 + 4 + 4 + 8 + 1;
 inline constexpr std::size_t stat_counter = string(max_stat_label_bytes) + 8;

@@ -10,11 +10,13 @@
 #include <csignal>
 #include <cstdio>
 #include <exception>
+#include <memory>
 #include <string>
 
 #include <boost/asio/experimental/as_tuple.hpp>
 
 #include "server/listener.hpp"
+#include "server/metrics_http.hpp"
 #include "server/server_state.hpp"
 #include "server/stats.hpp"
 
@@ -50,10 +52,11 @@ asio::awaitable<void> stats_loop(server_state& srv, asio::steady_timer& timer) {
 // itself: each session releases its owner, and run() returns when nothing
 // is left.
 void begin_shutdown(server_state& srv, asio::local::stream_protocol::acceptor& acceptor,
-                    asio::steady_timer& stats_timer) {
+                    asio::steady_timer& stats_timer, metrics_server* metrics) {
   boost::system::error_code ignored;
   acceptor.close(ignored);
   stats_timer.cancel();
+  if (metrics) metrics->stop();
   srv.clients.cancel_all();
 }
 
@@ -91,14 +94,28 @@ status run_server(memory_manager& mm, const server_config& config) {
           config.socket_group.c_str(), config.max_connections, config.max_queued_bytes,
           static_cast<long long>(config.frame_timeout.count()));
 
+  std::unique_ptr<metrics_server> metrics;
+  if (config.metrics) {
+    auto m = metrics_server::open(srv, *config.metrics);
+    if (!m) {
+      ::unlink(config.socket_path.c_str());  // bind_listener made it; the acceptor closes its fd
+      return std::move(m).err();
+    }
+    metrics = std::move(*m);
+    // On stdout whatever --quiet says: scripts and tests read the port here.
+    std::printf("xbufd: metrics on %s\n", metrics_url(metrics->local_address()).c_str());
+    std::fflush(stdout);
+  }
+
   asio::steady_timer stats_timer(ioc);
   asio::signal_set signals(ioc, SIGINT, SIGTERM);
   signals.async_wait([&](const boost::system::error_code& ec, int sig) {
     if (ec) return;
     srv.log("signal %d: shutting down", sig);
-    begin_shutdown(srv, acceptor, stats_timer);
+    begin_shutdown(srv, acceptor, stats_timer, metrics.get());
   });
   asio::co_spawn(ioc, accept_loop(srv, acceptor), log_exception(srv, "accept loop"));
+  if (metrics) metrics->start();
   if (config.stats_interval_s > 0) asio::co_spawn(ioc, stats_loop(srv, stats_timer), log_exception(srv, "stats"));
   run_io(srv);
   srv.pool.join();

@@ -31,13 +31,14 @@
 //     client_fences.*     the fences a client knows by id
 //     client_registry.*   who is connected (stats, shutdown)
 //     stats.*             the stats reply and the status screen
+//     metrics_*           --metrics: the address, the Prometheus text, the HTTP listener
 //     protocol.*          the wire format (shared with client/, no Asio)
 //
 // Rules
 //   - This header, protocol.hpp, handlers.hpp and the files it includes are
 //     Asio-free, so xbufd_main and the handler tests compile fast and test
-//     without sockets; only server.cpp, listener.*, session.* and
-//     server_state.hpp include Asio.
+//     without sockets; only server.cpp, listener.*, session.*,
+//     metrics_http.* (and Beast) and server_state.hpp include Asio.
 //   - Exceptions from std or Asio stop at the session boundary
 //     (session::handle): the request gets an io_error status (or the
 //     session closes); the daemon keeps serving.
@@ -53,10 +54,12 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <optional>
 #include <string>
 
 #include "allocator/memory_manager.hpp"
 #include "core/result.hpp"
+#include "server/metrics_address.hpp"
 
 namespace xbuf::server {
 
@@ -71,6 +74,11 @@ struct server_config {
   int worker_threads = 2;           // blocking manager calls run here
   int stats_interval_s = 0;         // > 0: print a status screen to stdout this often
   bool log = true;                  // connects, disconnects, protocol errors to stderr
+  // --metrics: serve GET /metrics (Prometheus text) here; nothing: no
+  // metrics endpoint. Once it listens, xbufd prints "xbufd: metrics on
+  // http://HOST:PORT/metrics" on stdout (with the port the kernel picked
+  // for port 0), --quiet or not.
+  std::optional<metrics_address> metrics;
 
   // Limits (DESIGN.md "Limits are configurable and enforced atomically").
   // Connections listed at once; one more is told so and closed.
@@ -114,7 +122,7 @@ result<fd_limits> raise_fd_limit();
 // already_exists (a daemon is listening there; a non-socket file is in the
 // way), permission_denied (the path or its directory is not the daemon's:
 // see listener.hpp), io_error (bind/listen/chown, naming the path and
-// errno text).
+// errno text; the metrics address cannot be bound, naming it).
 // Context: blocks for the daemon's lifetime; installs signal handlers;
 // raises the soft RLIMIT_NOFILE to the hard limit.
 // Ownership: borrows mm; every owner it created is released before it returns.

@@ -32,7 +32,9 @@ std::vector<wire::stat_domain> domains_of(const manager_stats& st) {
     if (out.size() == wire::max_stat_domains) break;  // more domains than any machine has
     out.push_back({.name = cut(d.name, wire::max_stat_label_bytes), .where = d.where, .capacity = d.capacity,
                    .used = d.used, .delayed_free_bytes = d.delayed_free_bytes, .buffers = count32(d.buffers),
-                   .peak_used = d.peak_used, .exported_bytes = d.exported_bytes});
+                   .peak_used = d.peak_used, .exported_bytes = d.exported_bytes,
+                   .largest_free_block = d.largest_free_block,
+                   .fragmentation_ppm = static_cast<std::uint32_t>(std::clamp(d.fragmentation, 0.0, 1.0) * 1e6)});
   }
   return out;
 }

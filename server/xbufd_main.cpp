@@ -8,7 +8,8 @@
 //         [--quota-per-domain BYTES] [--max-buffers N] [--promote-interval MS]
 //         [--max-connections N] [--max-queued-bytes BYTES]
 //         [--frame-timeout SECONDS] [--max-fence-deadline SECONDS]
-//         [--alloc-wait SECONDS] [--stats-interval SECONDS] [--quiet]
+//         [--alloc-wait SECONDS] [--stats-interval SECONDS]
+//         [--metrics HOST:PORT] [--quiet]
 //   xbufd --help | --version
 //
 // BYTES takes a K/M/G suffix (powers of two). Without --socket the path is
@@ -17,10 +18,10 @@
 // parsed strictly: "2x" is an error that names the flag.
 //
 // Exit status: 0 after a clean shutdown (SIGTERM/SIGINT), --help or
-// --version; 1 when the backend or the socket cannot be set up; 2 for a
-// usage error (an unknown option, a missing or bad value, a --topology file
-// that cannot be loaded). XBUF_VERSION is the CMake project version,
-// defined for this file only (server/CMakeLists.txt).
+// --version; 1 when the backend, the socket or the --metrics port cannot
+// be set up; 2 for a usage error (an unknown option, a missing or bad
+// value, a --topology file that cannot be loaded). XBUF_VERSION is the
+// CMake project version, defined for this file only (server/CMakeLists.txt).
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -29,6 +30,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <variant>
 
 #include "allocator/memory_manager.hpp"
@@ -36,6 +38,7 @@
 #include "core/whole_number.hpp"
 #include "p2p/allocator_bridge.hpp"
 #include "p2p/hwloc_loader.hpp"
+#include "server/metrics_address.hpp"
 #include "server/protocol.hpp"
 #include "server/server.hpp"
 
@@ -70,14 +73,17 @@ int usage(std::FILE* out) {
       "  --alloc-wait SECS       how long an alloc waits for evictions to make room (default 30)\n"
       "  --stats-interval SECS   print a status screen to stdout every SECS seconds (0..86400;\n"
       "                          default 0: none)\n"
+      "  --metrics HOST:PORT     serve Prometheus metrics at http://HOST:PORT/metrics; HOST is\n"
+      "                          127.0.0.1 (or another 127.x.x.x), [::1] or localhost; PORT 0\n"
+      "                          picks a free one, printed on stdout (default: off)\n"
       "  --quiet                 no connect/disconnect log\n"
       "  -h, --help              this text\n"
       "  --version               xbufd's version and protocol version\n"
       "BYTES: a whole number with an optional K, M or G (powers of two), e.g. 512M.\n"
       "Every number is checked: a bad one (\"2x\", \"abc\") is an error naming the flag.\n"
-      "exit status: 0 after SIGTERM/SIGINT, --help or --version; 1 when the backend or the\n"
-      "socket cannot be set up; 2 usage error (unknown option, missing or bad value,\n"
-      "a --topology file that cannot be loaded)\n",
+      "exit status: 0 after SIGTERM/SIGINT, --help or --version; 1 when the backend, the\n"
+      "socket or the --metrics port cannot be set up; 2 usage error (unknown option, missing\n"
+      "or bad value, a --topology file that cannot be loaded)\n",
       out);
   return out == stdout ? 0 : 2;
 }
@@ -233,6 +239,10 @@ bool server_flag(arg_reader& r, std::string_view a, xbuf::server::server_config&
     c.alloc_wait = r.seconds(a);
   } else if (a == "--stats-interval") {
     c.stats_interval_s = static_cast<int>(r.number(a, 0, 86'400));
+  } else if (a == "--metrics") {
+    auto where = xbuf::server::parse_metrics_address(r.value(a));
+    if (!where) arg_reader::bad(a, where.err().message);
+    c.metrics = std::move(*where);
   } else if (a == "--quiet") {
     c.log = false;
   } else {
