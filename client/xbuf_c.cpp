@@ -40,6 +40,8 @@
 
 #include "client/allocator.hpp"
 #include "client/chunk_pool.hpp"
+#include "client/deferred_frees.hpp"
+#include "client/local_gpus.hpp"
 #include "client/stats_json.hpp"
 #include "core/guarded.hpp"
 #include "core/memory_kind.hpp"
@@ -204,6 +206,12 @@ struct torch_state {
   // poll_interval, since pool allocations make no call that would.
   std::shared_ptr<std::atomic<bool>> pressed = std::make_shared<std::atomic<bool>>(false);
   std::chrono::steady_clock::time_point last_poll XBUF_GUARDED_BY(mutex);
+  // Frees waiting for their stream's work (deferred_frees.hpp), on this
+  // process's GPUs; `backend` (the allocator's, asked once) says whether
+  // there are any (sim VRAM is host memory: nothing to wait for).
+  xbuf::client::detail::local_gpus gpus;
+  std::optional<std::string> backend XBUF_GUARDED_BY(mutex);
+  xbuf::client::detail::deferred_frees deferred XBUF_GUARDED_BY(mutex);
 };
 constexpr std::uint64_t small_limit = 256 << 10;
 constexpr std::chrono::milliseconds poll_interval{10};
@@ -233,9 +241,13 @@ xbuf::result<allocator*> torch_allocator(torch_state& t) XBUF_REQUIRES(t.mutex) 
   return t.alloc.get();
 }
 
-// Reads the allocator's events when poll_interval has passed, and gives
-// idle chunks back after a memory_pressure among them.
+void free_now(torch_state& t, void* ptr) XBUF_REQUIRES(t.mutex);
+
+// Reads the allocator's events when poll_interval has passed, gives idle
+// chunks back after a memory_pressure among them, and frees what waited
+// for a stream that got there.
 void torch_watch(torch_state& t) XBUF_REQUIRES(t.mutex) {
+  for (void* p : t.deferred.poll()) free_now(t, p);
   const auto now = std::chrono::steady_clock::now();
   if (now - t.last_poll >= poll_interval) {
     t.last_poll = now;
@@ -306,12 +318,38 @@ void* torch_malloc(const char* fn, ssize_t size, int device) {
   return m->data;
 }
 
-void torch_free(void* ptr) {
+// This process's GPU `device` when the allocator's VRAM is a GPU runtime's
+// (its frees wait for their stream); null for the sim, the CPU, or a
+// device this process cannot open (then nothing of it was handed out).
+std::shared_ptr<xbuf::gpu::gpu_device> torch_gpu(torch_state& t, int device) XBUF_REQUIRES(t.mutex) {
+  if (device < 0) return nullptr;
+  if (!t.backend) {
+    auto s = t.alloc->stats();
+    if (!s) return nullptr;
+    t.backend = s->backend;
+  }
+  auto d = t.gpus.for_backend(*t.backend, device);
+  return d ? *d : nullptr;
+}
+
+void torch_free(void* ptr, int device, void* stream) {
   if (ptr == nullptr) return;
   auto& t = torch();
   xbuf::mutex_lock lock(t.mutex);
   if (!t.alloc) return;
   torch_watch(t);
+  // Kernels queued on `stream` may still use the memory: it goes back once
+  // the stream gets past them. Where no event can be recorded, the stream
+  // is waited for here (slower, never wrong).
+  if (auto gpu = torch_gpu(t, device)) {
+    if (t.deferred.defer(gpu, static_cast<xbuf::gpu::stream_t>(stream), ptr)) return;
+    xbuf::gpu::device_scope scope(*gpu);
+    if (scope.ok()) gpu->runtime->stream_synchronize(static_cast<xbuf::gpu::stream_t>(stream));
+  }
+  free_now(t, ptr);
+}
+
+void free_now(torch_state& t, void* ptr) {
   for (auto& [device, pool] : t.pools) {
     if (pool->deallocate(ptr)) return;  // else not this pool's (not_found) or freed already
   }
@@ -725,12 +763,14 @@ const char* xbuf_last_error(void) { return last_error_fixed != nullptr ? last_er
 
 // ---- PyTorch -------------------------------------------------------------------------
 
-void* xbuf_torch_malloc(ssize_t size, int device, void* /*stream: not used yet, see xbuf_c.h*/) {
+// The allocation's stream needs nothing: memory handed out is free of every
+// stream's work (frees wait for theirs).
+void* xbuf_torch_malloc(ssize_t size, int device, void* /*stream*/) {
   return guarded(__func__, [&](const char* fn) { return torch_malloc(fn, size, device); });
 }
 
-void xbuf_torch_free(void* ptr, ssize_t /*size*/, int /*device*/, void* /*stream*/) {
-  guarded(__func__, [&](const char*) { torch_free(ptr); });
+void xbuf_torch_free(void* ptr, ssize_t /*size*/, int device, void* stream) {
+  guarded(__func__, [&](const char*) { torch_free(ptr, device, stream); });
 }
 
 }  // extern "C"

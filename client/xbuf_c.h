@@ -74,14 +74,18 @@
  *   of 2 MiB chunks made that way (client/chunk_pool.hpp, one pool per
  *   device): no daemon round trip each. Idle chunks go back after a while
  *   and at once after a memory_pressure event (events are read from
- *   malloc and free, at most every 10 ms). Honestly, today:
- *     - On the sim backend and for host placements the pointer is a HOST
- *       mapping of the buffer's memory (the sim's VRAM is host memory).
- *     - With CUDA/HIP VRAM the daemon refuses to export the memory, so
- *       malloc fails (NULL, the daemon's reason in xbuf_last_error()) until
- *       the client imports VRAM through the CUDA VMM API. The embedded mode
- *       returns the memory manager's own device address.
- *     - `stream` is not used: allocation is synchronous.
+ *   malloc and free, at most every 10 ms). What the pointer is:
+ *     - On the sim backend and for host placements, a HOST mapping of the
+ *       buffer's memory (the sim's VRAM is host memory).
+ *     - With CUDA/HIP VRAM, a device address of this process: the buffer's
+ *       VMM allocation imported into a device range of the caller's own
+ *       (cuMemImportFromShareableHandle, cuMemMap, cuMemSetAccess on device
+ *       `device` of this process, numbered as xbufd numbers them).
+ *   `stream`: malloc's needs nothing (what it hands out is free of every
+ *   stream's work); free records an event on free's `stream` (NULL: the
+ *   default stream) and gives the memory back only once the stream has
+ *   passed it, at a later malloc or free - kernels still queued on the
+ *   stream never write memory another stream or tenant got.
  *   free ignores NULL and pointers malloc did not return (freeing never
  *   fails). The two serialize on one mutex.
  */
