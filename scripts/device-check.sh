@@ -20,7 +20,7 @@ cd "$(dirname "$0")/.."
 
 stage=device
 binaries=(xbufd xbuf gpu_backend_test backend_conformance_test cuda_backend_test xbuf_backend_fd_helper
-  copy_bandwidth_bench small_alloc_bench allocator_suite_test)
+  copy_bandwidth_bench small_alloc_bench allocator_suite_test cuda_vram_test)
 
 prepare() {
   scripts/install-deps.sh
@@ -109,13 +109,25 @@ run() {
   run_check conformance_cuda 120 "$bin/backend_conformance_test" --gtest_filter='*cuda*'
   run_check cuda_backend 90 "$bin/cuda_backend_test"
   run_check allocator_suite_sim 90 "$bin/allocator_suite_test"
-  record MISSING vmm_import_through_xbufd \
-    "xbufd exports CUDA VRAM only as unsupported today: needs per-buffer cuMemCreate with a POSIX-fd handle in the daemon and cuMemImportFromShareableHandle + cuMemMap in the client (issue 10, item 2)"
-  record MISSING stable_address_cuda "needs the VMM import above (issue 10, item 3 on CUDA)"
+  run_check vmm_import_through_xbufd 120 "$bin/cuda_vram_test" --gtest_filter='*ASecondProcessReads*'
+  run_check stable_address_cuda 180 "$bin/cuda_vram_test" --gtest_filter='*StaysTheSameAcrossMoves*'
   if python3 -c 'import torch' 2>/dev/null; then
     XBUF_MODE=embedded XBUF_BACKEND=cuda run_check torch_embedded 150 python3 "$stage/torch/torch_allocator_check.py"
+    # The same loop through a daemon on the GPU: VRAM imported by the VMM API.
+    local sock="$out/xbufd-cuda.sock"
+    "$bin/xbufd" --backend cuda --socket "$sock" --quiet >"$out/xbufd-cuda.log" 2>&1 &
+    local dpid=$!
+    for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.2; done
+    if [ -S "$sock" ]; then
+      XBUF_SOCKET="$sock" run_check torch_daemon 150 python3 "$stage/torch/torch_allocator_check.py"
+    else
+      record FAIL torch_daemon "xbufd --backend cuda did not start: $(tail -1 "$out/xbufd-cuda.log")"
+    fi
+    kill "$dpid" 2>/dev/null || true
+    wait "$dpid" 2>/dev/null || true
   else
     record SKIP torch_embedded "python3 has no torch"
+    record SKIP torch_daemon "python3 has no torch"
   fi
   run_check copy_bandwidth 90 "$bin/copy_bandwidth_bench"
   run_check small_alloc 60 "$bin/small_alloc_bench" --quick
