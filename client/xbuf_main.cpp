@@ -18,6 +18,7 @@
 #include "client/cli_args.hpp"
 #include "client/demo_command.hpp"
 #include "client/stat_command.hpp"
+#include "client/top_command.hpp"
 #include "p2p/topo_command.hpp"
 #include "server/protocol.hpp"
 
@@ -37,10 +38,13 @@ void help(std::FILE* out) {
       "        a saved one (lstopo --of xml); --json for tools, --verbose for every reason\n"
       "  stat [--socket PATH] [--json]\n"
       "        what xbufd holds: domains, clients, buffers, counters\n"
+      "  top [--socket PATH] [--interval SECS]\n"
+      "        a live view of xbufd (domains, clients, what changed), redrawn every\n"
+      "        SECS seconds (default 1); q quits\n"
       "  demo [--socket PATH] [--seconds N] [--name NAME]\n"
       "        a job that keeps xbufd busy for N seconds (default 30), to watch\n"
       "  help  this text\n\n"
-      "The socket (stat, demo): --socket PATH, else $XBUF_SOCKET, else\n"
+      "The socket (stat, top, demo): --socket PATH, else $XBUF_SOCKET, else\n"
       "/run/xbuf/xbuf.sock for root, else $XDG_RUNTIME_DIR/xbuf.sock.\n\n"
       "%s",
       cli::exit_codes_help);
@@ -65,6 +69,7 @@ int main(int argc, char** argv) {
   }
   if (cmd == "topo") return xbuf::p2p::topo_main(rest);
   if (cmd == "stat") return xbuf::client::stat_main(rest);
+  if (cmd == "top") return xbuf::client::top_main(rest);
   if (cmd == "demo") return xbuf::client::demo_main(rest);
   std::fprintf(stderr, "xbuf: unknown command '%s'\n", argv[1]);
   help(stderr);

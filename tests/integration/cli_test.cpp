@@ -196,7 +196,8 @@ TEST(CliTest, EveryHelpIsOnStdoutWithExitZeroAndTheExitCodes) {
       {"xbuf", "help"},       {"xbuf", "stat", "--help"},
       {"xbuf", "stat", "-h"}, {"xbuf", "demo", "--help"},
       {"xbuf", "demo", "-h"}, {"xbuf", "topo", "--help"},
-      {"xbuf", "topo", "-h"}, {"xbufd", "--help"},
+      {"xbuf", "topo", "-h"}, {"xbuf", "top", "--help"},
+      {"xbuf", "top", "-h"},  {"xbufd", "--help"},
       {"xbufd", "-h"}};
   for (const auto& argv : helps) {
     std::string name;
@@ -215,7 +216,8 @@ TEST(CliTest, TopLevelHelpListsEverySubcommandOption) {
   ASSERT_EQ(r.rc, 0) << show(r);
   for (const char* want :
        {"topo [--xml FILE] [--json] [--verbose]", "stat [--socket PATH] [--json]",
-        "demo [--socket PATH] [--seconds N] [--name NAME]", "$XBUF_SOCKET", "--version"}) {
+        "demo [--socket PATH] [--seconds N] [--name NAME]", "top [--socket PATH] [--interval SECS]",
+        "$XBUF_SOCKET", "--version"}) {
     EXPECT_TRUE(has(r.out, want)) << want << "\n" << r.out;
   }
 }
@@ -228,6 +230,8 @@ TEST(CliTest, UsageErrorsExitTwoOnStderr) {
                                                      {"xbuf", "demo", "--seconds"},
                                                      {"xbuf", "demo", "--name"},
                                                      {"xbuf", "topo", "--bogus"},
+                                                     {"xbuf", "top", "--interval", "0"},
+                                                     {"xbuf", "top", "--interval", "1x"},
                                                      {"xbufd", "--bogus"}};
   for (const auto& argv : bad) {
     std::string name;

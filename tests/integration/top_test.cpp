@@ -1,0 +1,91 @@
+// SPDX-License-Identifier: MIT
+//
+// `xbuf top` in a real terminal: tmux runs it in a detached 100x30 session
+// against the real xbufd; capture-pane reads the screen, send-keys presses
+// q. Skipped where tmux is missing (scripts/install-deps.sh installs it).
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <string>
+#include <thread>
+
+#include "client/remote_client.hpp"
+#include "tests/common/bin_dir.hpp"
+#include "tests/integration/daemon_process.hpp"
+
+namespace xbuf {
+namespace {
+
+using namespace std::chrono_literals;
+
+// Runs `cmd` through the shell; its stdout.
+std::string shell(const std::string& cmd) {
+  std::string out;
+  if (FILE* p = ::popen(cmd.c_str(), "r")) {
+    char buf[4096];
+    for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
+    ::pclose(p);
+  }
+  return out;
+}
+
+class TopTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (shell("command -v tmux").empty()) GTEST_SKIP() << "tmux is not installed";
+    ASSERT_TRUE(daemon_.up()) << daemon_.log();
+    server_ = "xbuf-top-test-" + std::to_string(::getpid());
+  }
+  void TearDown() override {
+    if (!server_.empty()) (void)shell(tmux("kill-server") + " 2>/dev/null");
+  }
+  std::string tmux(const std::string& args) const { return "tmux -L " + server_ + " " + args; }
+  std::string screen() const { return shell(tmux("capture-pane -p -t top") + " 2>/dev/null"); }
+  // The screen once it shows `what`, or "" after 10 s.
+  std::string wait_for(const std::string& what) const {
+    for (auto until = std::chrono::steady_clock::now() + 10s; std::chrono::steady_clock::now() < until;) {
+      const std::string s = screen();
+      if (s.find(what) != std::string::npos) return s;
+      std::this_thread::sleep_for(100ms);
+    }
+    return "";
+  }
+
+  test::scratch_daemon daemon_{{"--sim-vram", "32M"}};
+  std::string server_;
+};
+
+TEST_F(TopTest, ShowsTheDomainsFollowsAnAllocationAndQuitsOnQ) {
+  const std::string cmd = test::bin_dir() + "/xbuf top --socket " + daemon_.socket() + " --interval 1";
+  (void)shell(tmux("new-session -d -s top -x 100 -y 30 '" + cmd + "'"));
+  const std::string first = wait_for("vram1");
+  ASSERT_NE(first, "") << "no screen with the domains:\n" << screen() << daemon_.log();
+  EXPECT_NE(first.find("DOMAIN"), std::string::npos) << first;
+  EXPECT_NE(first.find("xbuf-top"), std::string::npos) << "its own client row:\n" << first;
+  for (std::size_t start = 0, end; start < first.size(); start = end + 1) {
+    end = first.find('\n', start);
+    if (end == std::string::npos) end = first.size();
+    EXPECT_LE(end - start, 100u) << "a line wider than the terminal";
+  }
+
+  auto c = client::remote_client::connect(daemon_.socket(), "tenant");
+  ASSERT_TRUE(c) << c.err().describe();
+  ASSERT_TRUE(c->alloc(8u << 20, {placement::vram(0)}));
+  const std::string after = wait_for("allocations +1");
+  EXPECT_NE(after, "") << "the allocation never showed:\n" << screen();
+  EXPECT_NE(after.find("tenant"), std::string::npos) << after;
+  EXPECT_NE(after.find("8 MiB"), std::string::npos) << "vram0's 8 MiB:\n" << after;
+
+  (void)shell(tmux("send-keys -t top q"));
+  bool gone = false;
+  for (auto until = std::chrono::steady_clock::now() + 10s; !gone && std::chrono::steady_clock::now() < until;) {
+    gone = shell(tmux("has-session -t top") + " 2>/dev/null && echo up").empty();
+    if (!gone) std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_TRUE(gone) << "xbuf top did not quit on q:\n" << screen();
+}
+
+}  // namespace
+}  // namespace xbuf
