@@ -62,7 +62,7 @@ range_allocator::range_allocator(std::uint64_t size, std::uint64_t min_block)
   free_head_.fill(npos);
   const std::uint64_t chunks = size / min_block;
   const auto roots = static_cast<std::size_t>(std::popcount(chunks));
-  nodes_.reserve(roots);
+  nodes_.reserve(roots + 1);
   roots_.reserve(roots);
   // Largest root first: each root's offset is then a sum of larger powers of
   // two, a multiple of its own size, which keeps every block naturally aligned.
@@ -79,6 +79,12 @@ range_allocator::range_allocator(std::uint64_t size, std::uint64_t min_block)
     roots_.push_back(i);
     push_free(i);
     offset += block_bytes(static_cast<unsigned>(order));
+  }
+  // Child pairs then start at even indices, so a node's buddy is i ^ 1: free()
+  // checks it without loading the parent, one cache miss fewer per free once
+  // the pool outgrows the cache. The padding node never enters the tree.
+  if (nodes_.size() % 2 != 0) {
+    nodes_.emplace_back();
   }
   max_order_ = nodes_[roots_.front()].order;
   free_bytes_ = size;
@@ -234,7 +240,7 @@ result<range> range_allocator::allocate(std::uint64_t size, std::uint64_t alignm
   used_block_bytes_ += block;
   used_requested_bytes_ += size;
   ++allocation_count_;
-  return range{n.offset, size, block, n.id};
+  return range{n.offset, size, block, n.id, i};
 }
 
 range_allocator::index range_allocator::find_leaf(std::uint64_t offset) const noexcept {
@@ -263,8 +269,7 @@ std::string range_allocator::describe_block(index i) const {
   return out;
 }
 
-status range_allocator::free(const range& r) {
-  // Built only on the error paths: a valid free must not allocate.
+status range_allocator::diagnose_bad_free(const range& r) const {
   const auto what = [&r] {
     return "range allocator: free of range at " + hex(r.offset) + " (size " +
            std::to_string(r.size) + ", id " + std::to_string(r.id) + ")";
@@ -273,30 +278,55 @@ status range_allocator::free(const range& r) {
     return fail(errc::invalid_argument,
                 what() + ": offset is outside the range [0, " + hex(size_) + ")");
   }
-  index i = find_leaf(r.offset);
-  node* n = &nodes_[i];
-  if (n->state == node_state::free) {
+  // The handle's node cannot be trusted here, so the offset is located the
+  // slow way; the walk is what says where a bad offset lands.
+  const index i = find_leaf(r.offset);
+  const node& n = nodes_[i];
+  if (n.state == node_state::free) {
     return fail(errc::bad_state,
                 what() + ": not allocated, offset lies in free block " + describe_block(i) +
                     " (double free?)");
   }
-  assert(n->state == node_state::allocated);
-  if (n->offset != r.offset) {
+  assert(n.state == node_state::allocated);
+  if (n.offset != r.offset) {
     return fail(errc::invalid_argument, what() + ": offset is inside allocation " +
-                                            describe_block(i) + " (id " + std::to_string(n->id) +
+                                            describe_block(i) + " (id " + std::to_string(n.id) +
                                             "), not its start");
   }
-  if (n->id != r.id) {
+  if (n.id != r.id) {
     return fail(errc::bad_state, what() + ": that allocation was already freed; offset now holds "
                                         "allocation id " +
-                                        std::to_string(n->id) + " (double free of a stale range)");
+                                        std::to_string(n.id) + " (double free of a stale range)");
   }
-  const std::uint64_t block = block_bytes(n->order);
-  if (n->requested != r.size || block != r.block_size) {
+  const std::uint64_t block = block_bytes(n.order);
+  if (n.requested != r.size || block != r.block_size) {
     return fail(errc::invalid_argument,
                 what() + ": size/block_size " + std::to_string(r.size) + "/" +
                     std::to_string(r.block_size) + " do not match the allocation's " +
-                    std::to_string(n->requested) + "/" + std::to_string(block));
+                    std::to_string(n.requested) + "/" + std::to_string(block));
+  }
+  // Offset, id and sizes name a live allocation, but the node does not: the
+  // range was altered or made up, and freeing by it would trust a lie.
+  return fail(errc::invalid_argument, what() + ": node " + std::to_string(r.node) +
+                                          " is not the allocation's node " + std::to_string(i) +
+                                          " (a forged or altered range)");
+}
+
+status range_allocator::free(const range& r) {
+  // The handle names its node, so a valid free finds its block in O(1). A
+  // node that matches offset, id and sizes is that allocation: ids are never
+  // reused, and an allocated node keeps its index until freed. Anything else
+  // goes to the diagnosis, which builds the message (a valid free must not
+  // allocate) and changes nothing.
+  if (r.node >= nodes_.size()) {
+    return diagnose_bad_free(r);
+  }
+  auto i = static_cast<index>(r.node);
+  node* n = &nodes_[i];
+  const std::uint64_t block = block_bytes(n->order);
+  if (n->state != node_state::allocated || n->offset != r.offset || n->id != r.id ||
+      n->requested != r.size || block != r.block_size) {
+    return diagnose_bad_free(r);
   }
 
   // From here on nothing can fail or allocate.
@@ -308,14 +338,13 @@ status range_allocator::free(const range& r) {
   n->id = 0;
   n->state = node_state::free;
   while (n->parent != npos) {
-    const index parent = n->parent;
-    const index left = nodes_[parent].children;
-    const index buddy = i == left ? left + 1 : left;
+    const index buddy = i ^ 1U;
     if (nodes_[buddy].state != node_state::free) {
       break;
     }
+    const index parent = n->parent;
     remove_free(buddy);
-    release_pair(left);
+    release_pair(i & ~index{1});
     nodes_[parent].children = npos;
     i = parent;
     n = &nodes_[i];
@@ -369,8 +398,7 @@ status range_allocator::validate_node(index i, tree_tally& t, std::vector<index>
       ++t.free_seen[n.order];
       t.free_bytes += bytes;
       if (n.parent != npos) {
-        const index left = nodes_[n.parent].children;
-        const index buddy = i == left ? left + 1 : left;
+        const index buddy = i ^ 1U;
         if (nodes_[buddy].state == node_state::free) {
           return corrupt("free buddies " + describe_block(i) + " and " + describe_block(buddy) +
                          " were not merged");
@@ -389,6 +417,10 @@ status range_allocator::validate_node(index i, tree_tally& t, std::vector<index>
     case node_state::split: {
       const index left = n.children;
       if (left == npos || n.order == 0) return corrupt("split block " + describe_block(i) + " has no children");
+      // free() takes a node's buddy to be i ^ 1.
+      if (left % 2 != 0) {
+        return corrupt("children of " + describe_block(i) + " start at an odd index");
+      }
       for (index c : {left, static_cast<index>(left + 1)}) {
         const node& child = nodes_[c];
         if (child.parent != i || child.order + 1 != n.order ||

@@ -32,15 +32,29 @@
 //   - A 64-bit mask of the orders whose free list is non-empty: the smallest
 //     order >= k with a free block, and the largest free block, are one
 //     count-zero instruction each. No scan over blocks or orders.
-//   - free() finds a range by descending the tree from its root (O(depth)),
-//     which needs no hash map and, for a bad range, says exactly where the
-//     offset lands (inside a free block: double free; inside another
-//     allocation: not a start offset).
+//   - The range handle carries its leaf's node index (range::node, as
+//     drm_buddy hands back its block), so free() finds the block in O(1) and
+//     checks it against the handle: allocated, same offset, id, size and
+//     block size. Until issue 11 free() descended the tree from the root for
+//     every call: D dependent loads, each a cache miss once the tree
+//     outgrows the cache; at 1M live allocations that walk was 87% of
+//     free()'s time. A hash map from offset to node would also be O(1), but
+//     costs memory and a heap allocation per insert; the index costs the
+//     handle 8 bytes. The descent remains on the error path only, where it
+//     says exactly where a bad offset lands (inside a free block: double
+//     free; inside another allocation: not a start offset), so refused frees
+//     report what they reported before. bench/range_growth_bench measures
+//     the growth from 1k to 1M live.
+//   - Child pairs start at even indices (the root run is padded to an even
+//     length), so a node's buddy is i ^ 1: free() checks it without loading
+//     the parent, which it touches only to merge.
 //
 //   Complexity, with n = size / min_block and D = log2(n) (the tree depth):
 //     create            O(number of roots) <= O(D)
 //     allocate          O(D): at most D splits; node pool growth is amortized
-//     free              O(D): descent of at most D levels plus at most D merges
+//     free              O(1) to find and check the block, plus one merge per
+//                       level whose buddy is free (at most D); a refused free
+//                       is O(D), the diagnosing descent
 //     stats, accessors  O(1) (stats copies one counter per order)
 //     validate          O(nodes) - a test and debugging aid, not for hot paths
 //
@@ -62,6 +76,7 @@
 //     used_requested_bytes <= used_block_bytes
 //     allocation_count == number of allocated blocks
 //     no two free blocks are buddies (they would have merged)
+//     buddy(i) == i ^ 1 for every non-root node (pairs start at even indices)
 //
 // Rules
 //   - Not internally locked. The memory manager's heap mutex protects every
@@ -91,7 +106,8 @@
 namespace xbuf {
 
 // One allocation handed out by range_allocator. Treat as an opaque token that
-// free() takes back unchanged; the fields are for the caller's use.
+// free() takes back unchanged; the fields are for the caller's use, except
+// node, which is the allocator's own.
 struct range {
   std::uint64_t offset = 0;      // start; a multiple of block_size
   std::uint64_t size = 0;        // bytes requested
@@ -99,6 +115,9 @@ struct range {
   std::uint64_t id = 0;          // unique per allocation in this allocator's
                                  // life; tells a stale range from a new
                                  // allocation at the same offset
+  // The allocator's own: the index of the block's node, so free() finds it in
+  // O(1); checked against the fields above, never trusted. max: none.
+  std::uint64_t node = std::numeric_limits<std::uint64_t>::max();
 
   std::uint64_t end() const noexcept { return offset + size; }
   friend bool operator==(const range&, const range&) = default;
@@ -166,8 +185,14 @@ class range_allocator {
   //     not match the allocation at that offset;
   //   bad_state - r is not allocated: its offset lies in a free block (double
   //     free), or the block at that offset is a newer allocation (r.id differs:
-  //     a stale range freed twice after the space was reused).
-  // Context: O(log n); a valid free never allocates or fails; does not block.
+  //     a stale range freed twice after the space was reused);
+  //   invalid_argument - r's offset, id and sizes name a live allocation but
+  //     r.node is not its node (the range was altered or made up).
+  //   The checks above run in this order whatever r.node holds, so a bad
+  //   range gets the error it got before ranges carried a node.
+  // Context: O(1) to find the block plus at most O(log n) merges; a refused
+  //   free is O(log n) and allocates its message; a valid free never allocates
+  //   or fails; does not block.
   // Locking: caller holds the heap mutex.
   status free(const range& r);
 
@@ -214,6 +239,8 @@ class range_allocator {
   index take_pair() noexcept;            // after reserve_pairs
   void release_pair(index left) noexcept;
   index find_leaf(std::uint64_t offset) const noexcept;
+  // free()'s error path: the error for a range that failed the node check.
+  status diagnose_bad_free(const range& r) const;
   std::string describe_block(index i) const;
   // validate()'s pieces: what the tree walk counts, one node, the free lists.
   struct tree_tally {

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
 #include <bit>
 #include <cstdint>
 #include <iterator>
@@ -264,6 +265,154 @@ TEST(RangeAllocatorTest, UnknownRangesAreInvalidArgument) {
 
   EXPECT_EQ(a.stats().allocation_count, 1U);
   EXPECT_TRUE(a.free(r).has_value());
+  expect_valid(a);
+}
+
+// The counters a refused free must leave as they were.
+struct counters {
+  std::uint64_t free_bytes, used_block_bytes, used_requested_bytes, allocation_count;
+  std::array<std::uint64_t, range_allocator_max_orders> free_blocks;
+  friend bool operator==(const counters&, const counters&) = default;
+};
+
+counters counters_of(const range_allocator& a) {
+  const auto s = a.stats();
+  return {s.free_bytes, s.used_block_bytes, s.used_requested_bytes, s.allocation_count,
+          s.free_blocks};
+}
+
+TEST(RangeAllocatorTest, StaleHandleWhoseNodeWasReusedIsBadState) {
+  range_allocator a = make(mib);
+  const range keep = must_allocate(a, chunk);  // old's buddy: old cannot merge away
+  const range old = must_allocate(a, chunk);
+  ASSERT_TRUE(a.free(old).has_value());
+  const range reused = must_allocate(a, chunk);
+  // Same offset and the same node: only the id tells the stale handle apart.
+  ASSERT_EQ(reused.offset, old.offset);
+  ASSERT_EQ(reused.node, old.node);
+  const auto before = counters_of(a);
+  const status s = a.free(old);
+  ASSERT_FALSE(s.has_value());
+  EXPECT_EQ(s.code(), errc::bad_state);
+  EXPECT_TRUE(contains(s.err().message, "stale range")) << s.err().message;
+  EXPECT_TRUE(contains(s.err().message, "id " + std::to_string(reused.id))) << s.err().message;
+  EXPECT_TRUE(counters_of(a) == before);
+  expect_valid(a);
+  EXPECT_TRUE(a.free(reused).has_value());
+  EXPECT_TRUE(a.free(keep).has_value());
+  expect_valid(a);
+}
+
+TEST(RangeAllocatorTest, StaleHandleWhoseNodeWasMergedAwayIsBadState) {
+  range_allocator a = make(mib);
+  const range old = must_allocate(a, chunk);
+  ASSERT_TRUE(a.free(old).has_value());  // merges back into the root
+  // A bigger block at the same offset: old.node is no longer that block's.
+  const range bigger = must_allocate(a, 64 * kib);
+  ASSERT_EQ(bigger.offset, old.offset);
+  ASSERT_NE(bigger.node, old.node);
+  const auto before = counters_of(a);
+  const status s = a.free(old);
+  ASSERT_FALSE(s.has_value());
+  EXPECT_EQ(s.code(), errc::bad_state);
+  EXPECT_TRUE(contains(s.err().message, "id " + std::to_string(bigger.id))) << s.err().message;
+  EXPECT_TRUE(counters_of(a) == before);
+  expect_valid(a);
+
+  // Freed again, its offset lies in a free block: the double-free report.
+  ASSERT_TRUE(a.free(bigger).has_value());
+  const status twice = a.free(old);
+  ASSERT_FALSE(twice.has_value());
+  EXPECT_EQ(twice.code(), errc::bad_state);
+  EXPECT_TRUE(contains(twice.err().message, "double free")) << twice.err().message;
+  expect_valid(a);
+}
+
+TEST(RangeAllocatorTest, ForgedNodeIndexIsRefusedWithoutTouchingState) {
+  range_allocator a = make(mib);
+  const range x = must_allocate(a, chunk);
+  const range y = must_allocate(a, 16 * kib);
+  const range z = must_allocate(a, 3 * chunk);
+  ASSERT_TRUE(a.free(z).has_value());  // z.node is now free (or merged away)
+  const auto before = counters_of(a);
+
+  // x's offset, size and id, each time another node: another live
+  // allocation's, a freed one's, a split parent's (node 0 is the split root),
+  // one past the pool, and "none".
+  for (std::uint64_t node : {y.node, z.node, std::uint64_t{0}, std::uint64_t{1} << 31,
+                             range{}.node}) {
+    range forged = x;
+    forged.node = node;
+    const status s = a.free(forged);
+    ASSERT_FALSE(s.has_value()) << "node " << node;
+    EXPECT_EQ(s.code(), errc::invalid_argument) << "node " << node;
+    EXPECT_TRUE(contains(s.err().message, "node " + std::to_string(node))) << s.err().message;
+    EXPECT_TRUE(counters_of(a) == before) << "node " << node;
+    expect_valid(a);
+  }
+
+  // y's node with x's offset: the offset is checked as before (x's block is
+  // allocated, so the id check names x's allocation), and y stays live.
+  range mixed = y;
+  mixed.offset = x.offset;
+  const status s = a.free(mixed);
+  ASSERT_FALSE(s.has_value());
+  EXPECT_EQ(s.code(), errc::bad_state);
+  EXPECT_TRUE(counters_of(a) == before);
+  expect_valid(a);
+
+  EXPECT_TRUE(a.free(x).has_value());
+  EXPECT_TRUE(a.free(y).has_value());
+  EXPECT_EQ(a.free_bytes(), mib);
+  expect_valid(a);
+}
+
+TEST(RangeAllocatorTest, StressRandomAllocFreeKeepsInvariants) {
+  // 200k operations on a heap small enough to fill (4096 chunks), so merges,
+  // splits and out-of-memory all happen; every 64th free is tried twice.
+  const std::uint64_t size = 4096 * chunk;
+  range_allocator a = make(size);
+  const auto initial = counters_of(a);
+  std::mt19937_64 rng(11);
+  std::vector<range> live;
+  int frees = 0;
+  int refused = 0;
+  int out_of_memory = 0;
+  for (int step = 1; step <= 200000; ++step) {
+    const bool fill = (step / 20000) % 2 == 0;
+    if (live.empty() || rng() % 100 < (fill ? 60U : 40U)) {
+      auto r = a.allocate(1 + rng() % (32 * kib));
+      if (r) {
+        live.push_back(*r);
+      } else {
+        ASSERT_EQ(r.code(), errc::out_of_memory) << r.err().message;
+        ++out_of_memory;
+      }
+    } else {
+      const std::size_t i = rng() % live.size();
+      const range r = live[i];
+      live[i] = live.back();
+      live.pop_back();
+      ASSERT_TRUE(a.free(r).has_value()) << "step " << step;
+      if (++frees % 64 == 0) {
+        const auto before = counters_of(a);
+        const status again = a.free(r);
+        ASSERT_FALSE(again.has_value()) << "step " << step;
+        ASSERT_EQ(again.code(), errc::bad_state) << again.err().message;
+        ASSERT_TRUE(counters_of(a) == before) << "step " << step;
+        ++refused;
+      }
+    }
+    ASSERT_EQ(a.stats().allocation_count, live.size());
+    if (step % 10000 == 0) {
+      const status v = a.validate();
+      ASSERT_TRUE(v.has_value()) << "step " << step << ": " << v.err().message;
+    }
+  }
+  EXPECT_GT(refused, 100);
+  EXPECT_GT(out_of_memory, 100);  // the full regime was reached
+  for (const range& r : live) ASSERT_TRUE(a.free(r).has_value());
+  EXPECT_TRUE(counters_of(a) == initial);
   expect_valid(a);
 }
 
