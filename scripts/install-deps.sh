@@ -11,6 +11,9 @@ packages=(
   libclang-rt-14-dev         # clang's sanitizer and libFuzzer runtimes (tests/fuzz)
   libhwloc-dev hwloc-nox     # topology (live machine and XML)
   libpciaccess-dev           # PCI ids, class and ACS capability on the live machine
+  libtomlplusplus-dev        # toml++: xbufd's config file (/etc/xbuf/xbufd.toml, --config)
+  libsystemd-dev             # sd_listen_fds, sd_notify: xbufd under systemd (optional at build time)
+  systemd                    # systemd-analyze verify of packaging/systemd (tests/integration/systemd_test)
   libboost1.81-dev           # Boost.Asio (1.81 for a C++20-coroutine-ready Asio)
   libgtest-dev libgmock-dev  # GoogleTest
   libbenchmark-dev           # Google Benchmark (bench/)
