@@ -176,6 +176,8 @@ void memory_manager::destroy_locked(buffer& buf) {
     if (auto it = exports_.find(key); it != exports_.end() && it->second.id == buf.id) exports_.erase(it);
   }
   ++counters_.frees;
+  events_.record({.kind = memory_event_kind::free, .owner = buf.owner, .buffer = buf.id, .bytes = buf.size,
+                  .from = buf.domain});
   buffers_.erase(buf.id);
 }
 

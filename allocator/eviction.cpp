@@ -51,7 +51,7 @@ std::uint64_t memory_manager::evict_one_locked(buffer& victim, int domain) {
     auto a = at(t).allocate(victim.size, victim.alignment);
     if (!a) continue;
     const auto bytes = victim.backing.bytes;
-    return move_locked(victim, placed{t, std::move(*a)}, true) ? bytes : 0;
+    return move_locked(victim, placed{t, std::move(*a)}, memory_event_kind::evict) ? bytes : 0;
   }
   return 0;
 }

@@ -66,6 +66,7 @@
 #include "allocator/buffer.hpp"
 #include "allocator/deadline_watchdog.hpp"
 #include "allocator/domain.hpp"
+#include "allocator/event_log.hpp"
 #include "allocator/heap.hpp"
 #include "backends/backend.hpp"
 #include "core/fence.hpp"
@@ -357,6 +358,13 @@ class memory_manager {
   manager_stats stats();
   // Every live buffer (all owners), for `xbuf stat` and tests.
   std::vector<buffer_info> buffers() const;
+  // The allocations, frees and moves after event `since` that `visible`
+  // lets through, at most `max` (event_log.hpp). Never blocks on a fence;
+  // takes only the event log's leaf lock, with `visible` called under it.
+  event_log::page events_since(std::uint64_t since, std::size_t max,
+                               const std::function<bool(owner_id)>& visible) const {
+    return events_.since(since, max, visible);
+  }
 
   const backend& device_backend() const noexcept { return backend_; }
 
@@ -474,7 +482,8 @@ class memory_manager {
 
   // --- migration (migration.cpp) ---
   // Moves `buf` (reservation held by the caller) into `to`.
-  status move_locked(buffer& buf, placed to, bool eviction) XBUF_REQUIRES(mutex_);
+  // `why`: evict, promote or migrate (the event it records, and the eviction count).
+  status move_locked(buffer& buf, placed to, memory_event_kind why) XBUF_REQUIRES(mutex_);
   // Moves `buf` into the first of `domains`, making room. Reservation held.
   status migrate_locked(buffer& buf, const std::vector<int>& domains,
                         fence_clock::time_point deadline, const cancel_token* cancel,
@@ -502,6 +511,7 @@ class memory_manager {
   buffer_id next_buffer_id_ XBUF_GUARDED_BY(mutex_) = 1;
   attachment_id next_attachment_id_ XBUF_GUARDED_BY(mutex_) = 1;
   manager_counters counters_ XBUF_GUARDED_BY(mutex_);
+  event_log events_;  // its own leaf lock
   // Exported memory files by (st_dev, st_ino): what import_fd() looks up.
   struct export_record {
     buffer_id id = 0;

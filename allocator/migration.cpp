@@ -19,7 +19,7 @@ using detail::buffer_name;
 using detail::gone;
 using detail::unknown_buffer;
 
-status memory_manager::move_locked(buffer& buf, placed to, bool eviction) {
+status memory_manager::move_locked(buffer& buf, placed to, memory_event_kind why) {
   buf.resv.assert_held();
   if (auto r = buf.resv.reserve_fences(1); !r) {
     at(to.domain).release(std::move(to.allocation), {});
@@ -27,10 +27,12 @@ status memory_manager::move_locked(buffer& buf, placed to, bool eviction) {
   }
   const placement from = at(buf.domain).where();
   const placement dest = at(to.domain).where();
+  std::uint32_t notified = 0;
   for (const auto& att : buf.attachments) {
     if (att->mode != attach_mode::dynamic) continue;
     att->move_notify(move_notice{buf.id, att->id, from, dest});
     ++counters_.move_notifies;
+    ++notified;
   }
   auto in_flight = buf.resv.fences(fence_usage::bookkeep);
   auto failed = failed_moves_;
@@ -52,12 +54,14 @@ status memory_manager::move_locked(buffer& buf, placed to, bool eviction) {
   old_heap.lru().erase(buf.lru_pos);
   auto& new_heap = at(to.domain);
   buf.lru_pos = new_heap.lru().insert(new_heap.lru().end(), &buf);
+  events_.record({.kind = why, .owner = buf.owner, .buffer = buf.id, .bytes = buf.size, .from = buf.domain,
+                  .to = to.domain, .notified = notified});
   buf.domain = to.domain;
   buf.backing = std::move(to.allocation);
   ++buf.generation;
   ++counters_.moves;
   counters_.bytes_moved += buf.size;
-  if (eviction) ++counters_.evictions;
+  if (why == memory_event_kind::evict) ++counters_.evictions;
   return ok();
 }
 
@@ -72,7 +76,7 @@ status memory_manager::migrate_locked(buffer& buf, const std::vector<int>& domai
     at(room->domain).release(std::move(room->allocation), {});
     return gone(buf.id);
   }
-  return move_locked(buf, std::move(*room), false);
+  return move_locked(buf, std::move(*room), memory_event_kind::migrate);
 }
 
 status memory_manager::promote_locked(buffer& b, validate_report& report,
@@ -104,7 +108,7 @@ status memory_manager::promote_locked(buffer& b, validate_report& report,
     at(room->domain).release(std::move(room->allocation), {});
     return ok();
   }
-  if (move_locked(b, std::move(*room), false)) {
+  if (move_locked(b, std::move(*room), memory_event_kind::promote)) {
     ++report.promoted;
     ++counters_.promotions;
   }

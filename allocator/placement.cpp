@@ -275,6 +275,8 @@ result<buffer_id> memory_manager::allocate_unguarded(owner_id owner, const alloc
   buf->last_promotion = std::chrono::steady_clock::now();
   accounts_.placed_new(*buf);
   ++counters_.allocations;
+  events_.record({.kind = memory_event_kind::alloc, .owner = owner, .buffer = id, .bytes = req.size,
+                  .to = buf->domain});
   buffers_.emplace(id, buf);
   buf->resv.mutex().unlock();
   return id;

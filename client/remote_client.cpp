@@ -359,4 +359,8 @@ status remote_client::cpu_end(buffer_id id) { return to_status(call<wire::empty_
 
 result<wire::stats_reply> remote_client::stats() { return call<wire::stats_reply>(wire::stats_request{}); }
 
+result<wire::trace_reply> remote_client::trace(std::uint64_t since, std::uint32_t max) {
+  return call<wire::trace_reply>(wire::trace_request{.since = since, .max = max});
+}
+
 }  // namespace xbuf::client

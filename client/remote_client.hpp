@@ -104,6 +104,8 @@ class remote_client {
   // This client's view (wire::stats_reply: its own uid's, or everything for
   // the operator), at most max_stat_clients / max_stat_buffers rows.
   result<wire::stats_reply> stats();
+  // The memory events after `since` this client may see (at most `max`).
+  result<wire::trace_reply> trace(std::uint64_t since, std::uint32_t max = wire::max_trace_events);
 
   void on_move_notify(move_notify_callback cb) { move_notify_ = std::move(cb); }
   void on_fence_signaled(fence_signaled_callback cb) { fence_signaled_ = std::move(cb); }

@@ -19,6 +19,7 @@
 #include "client/demo_command.hpp"
 #include "client/stat_command.hpp"
 #include "client/top_command.hpp"
+#include "client/trace_command.hpp"
 #include "p2p/topo_command.hpp"
 #include "server/protocol.hpp"
 
@@ -41,10 +42,13 @@ void help(std::FILE* out) {
       "  top [--socket PATH] [--interval SECS]\n"
       "        a live view of xbufd (domains, clients, what changed), redrawn every\n"
       "        SECS seconds (default 1); q quits\n"
+      "  trace [--socket PATH] [--out FILE.json] [--html FILE.html]\n"
+      "        the memory timeline (allocations, frees, moves) as Chrome trace JSON\n"
+      "        and/or a self-contained HTML page plotting each domain's occupancy\n"
       "  demo [--socket PATH] [--seconds N] [--name NAME]\n"
       "        a job that keeps xbufd busy for N seconds (default 30), to watch\n"
       "  help  this text\n\n"
-      "The socket (stat, top, demo): --socket PATH, else $XBUF_SOCKET, else\n"
+      "The socket (stat, top, trace, demo): --socket PATH, else $XBUF_SOCKET, else\n"
       "/run/xbuf/xbuf.sock for root, else $XDG_RUNTIME_DIR/xbuf.sock.\n\n"
       "%s",
       cli::exit_codes_help);
@@ -70,6 +74,7 @@ int main(int argc, char** argv) {
   if (cmd == "topo") return xbuf::p2p::topo_main(rest);
   if (cmd == "stat") return xbuf::client::stat_main(rest);
   if (cmd == "top") return xbuf::client::top_main(rest);
+  if (cmd == "trace") return xbuf::client::trace_main(rest);
   if (cmd == "demo") return xbuf::client::demo_main(rest);
   std::fprintf(stderr, "xbuf: unknown command '%s'\n", argv[1]);
   help(stderr);

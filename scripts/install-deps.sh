@@ -20,6 +20,7 @@ packages=(
   libamdhip64-dev            # HIP headers and runtime: the HIP backend builds and reports "no device"
   python3 python3-pytest     # the Python binding's tests (scripts/check-python.sh)
   libncurses-dev tmux        # `xbuf top` draws with ncurses; its test runs it in tmux
+  chromium                   # headless, renders `xbuf trace --html` in tests/integration/trace_test
   prometheus                 # promtool: lints xbufd's --metrics text (tests/integration/metrics_test)
 )
 

@@ -103,6 +103,7 @@ constexpr route routes[] = {
     route_of<wire::stats_request, stats>(run_on::pool),
     route_of<wire::import_request, import_fd>(run_on::pool),
     route_of<wire::release_request, release_export>(run_on::pool),
+    route_of<wire::trace_request, trace>(run_on::pool),
 };
 
 // find_route() indexes the table by type.
@@ -370,6 +371,10 @@ result<wire::import_reply> import_fd(session_context& ctx, const wire::import_re
 
 result<wire::stats_reply> stats(session_context& ctx, const wire::stats_request& /*m*/) {
   return collect_stats(ctx.mm, ctx.clients, ctx.owner, ctx.daemon_uid);
+}
+
+result<wire::trace_reply> trace(session_context& ctx, const wire::trace_request& m) {
+  return collect_trace(ctx.mm, ctx.clients, ctx.owner, ctx.daemon_uid, m.since, m.max);
 }
 
 }  // namespace xbuf::server

@@ -223,6 +223,8 @@ status cpu_end(session_context& ctx, const wire::cpu_end_request& m);
 // What the asker may see (stats.hpp, visible_to): its own uid's clients
 // and buffers, or everything for the operator. Never fails.
 result<wire::stats_reply> stats(session_context& ctx, const wire::stats_request& m);
+// The memory events after m.since the client may see (stats.hpp, collect_trace).
+result<wire::trace_reply> trace(session_context& ctx, const wire::trace_request& m);
 result<wire::import_reply> import_fd(session_context& ctx, const wire::import_request& m);
 
 }  // namespace xbuf::server

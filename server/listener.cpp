@@ -262,10 +262,10 @@ asio::awaitable<void> accept_loop(server_state& srv, asio::local::stream_protoco
       if (static_cast<std::uint64_t>(sock.native_handle()) + headroom >= fd_limit) {
         std::uint64_t left_out = 0;
         if (headroom_log.allow(&left_out)) {
-          srv.log("refused a connection: fd %d is within %llu of the fd limit %llu [%llu more refused since the "
-                  "last line]",
-                  sock.native_handle(), static_cast<unsigned long long>(headroom),
-                  static_cast<unsigned long long>(fd_limit), static_cast<unsigned long long>(left_out));
+          srv.log.warning("refused a connection: fd %d is within %llu of the fd limit %llu [%llu more refused since the "
+                          "last line]",
+                          sock.native_handle(), static_cast<unsigned long long>(headroom),
+                          static_cast<unsigned long long>(fd_limit), static_cast<unsigned long long>(left_out));
         }
         refuse_connection(sock.native_handle(),
                           error{errc::io_error, "xbufd is at its file descriptor limit; try again later"});
@@ -284,12 +284,12 @@ asio::awaitable<void> accept_loop(server_state& srv, asio::local::stream_protoco
     }
     std::uint64_t left_out = 0;
     if (limiter.allow(&left_out)) {
-      srv.log("accept: %s%s: retrying every %lld ms; %llu failed accepts and %llu refused connections since the "
-              "last line",
-              ec.message().c_str(),
-              fd_exhausted(ec) ? (" (fd limit " + std::to_string(fd_limit) + ")").c_str() : "",
-              static_cast<long long>(srv.config.accept_backoff.count()), static_cast<unsigned long long>(failures),
-              static_cast<unsigned long long>(refused));
+      srv.log.warning("accept: %s%s: retrying every %lld ms; %llu failed accepts and %llu refused connections since the "
+                      "last line",
+                      ec.message().c_str(),
+                      fd_exhausted(ec) ? (" (fd limit " + std::to_string(fd_limit) + ")").c_str() : "",
+                      static_cast<long long>(srv.config.accept_backoff.count()),
+                      static_cast<unsigned long long>(failures), static_cast<unsigned long long>(refused));
       failures = 0;
       refused = 0;
     }

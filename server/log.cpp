@@ -1,20 +1,73 @@
 // SPDX-License-Identifier: MIT
 #include "server/log.hpp"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cstdarg>
 #include <cstdio>
+#include <cstdlib>
 
 namespace xbuf::server {
 
-void logger::operator()(const char* fmt, ...) const {
+namespace {
+
+// $JOURNAL_STREAM is "DEVICE:INODE" of the stream systemd connected to the
+// journal; it is inherited, so it only counts while stderr is that stream.
+bool stderr_is_journal() noexcept {
+  const char* js = std::getenv("JOURNAL_STREAM");
+  if (js == nullptr) return false;
+  unsigned long long dev = 0, ino = 0;
+  if (std::sscanf(js, "%llu:%llu", &dev, &ino) != 2) return false;
+  struct stat st {};
+  if (::fstat(STDERR_FILENO, &st) != 0) return false;
+  return static_cast<unsigned long long>(st.st_dev) == dev &&
+         static_cast<unsigned long long>(st.st_ino) == ino;
+}
+
+}  // namespace
+
+const char* journal_prefix(log_level level) noexcept {
+  static const bool journal = stderr_is_journal();
+  if (!journal) return "";
+  switch (level) {
+    case log_level::error:
+      return "<3>";
+    case log_level::warning:
+      return "<4>";
+    case log_level::info:
+      return "<6>";
+  }
+  return "";
+}
+
+void logger::write(log_level level, const char* fmt, std::va_list ap) const {
   if (!enabled_) return;
-  std::va_list ap;
-  va_start(ap, fmt);
   // One fprintf per piece: stderr is unbuffered, and a line from another
   // thread may land between them; that is acceptable for a log.
-  std::fprintf(stderr, "xbufd: ");
+  std::fprintf(stderr, "%sxbufd: ", journal_prefix(level));
   std::vfprintf(stderr, fmt, ap);
   std::fputc('\n', stderr);
+}
+
+void logger::operator()(const char* fmt, ...) const {
+  std::va_list ap;
+  va_start(ap, fmt);
+  write(log_level::info, fmt, ap);
+  va_end(ap);
+}
+
+void logger::warning(const char* fmt, ...) const {
+  std::va_list ap;
+  va_start(ap, fmt);
+  write(log_level::warning, fmt, ap);
+  va_end(ap);
+}
+
+void logger::error(const char* fmt, ...) const {
+  std::va_list ap;
+  va_start(ap, fmt);
+  write(log_level::error, fmt, ap);
   va_end(ap);
 }
 

@@ -4,6 +4,10 @@
 //
 // Rules
 //   - One line per call, prefixed "xbufd: "; nothing when --quiet.
+//   - When stderr is the systemd journal ($JOURNAL_STREAM names stderr's
+//     device and inode), each line starts with its syslog priority ("<6>",
+//     "<4>", "<3>"), which journald takes as the line's priority; anywhere
+//     else (a terminal, a file, a pipe) lines look as they always did.
 //   - Context: any thread; may allocate (stdio); never blocks on xbuf locks.
 //   - A condition that can recur at the rate clients can make it recur (an
 //     accept failing at the fd limit, connections refused at the connection
@@ -13,6 +17,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdarg>
 #include <cstdint>
 
 #include "core/mutex.hpp"
@@ -20,14 +25,26 @@
 
 namespace xbuf::server {
 
+// How bad a line is: syslog's numbers, as journald reads them.
+enum class log_level : int { error = 3, warning = 4, info = 6 };
+
+// "<3>" for `level` when stderr is the journal (see Rules), else "".
+// Context: any thread; checks the environment and stderr once, then never
+// allocates.
+const char* journal_prefix(log_level level) noexcept;
+
 class logger {
  public:
   explicit logger(bool enabled) noexcept : enabled_(enabled) {}
 
   // printf-style; the compiler checks the arguments against `fmt`.
+  // operator() is an info line; warning() and error() say worse.
   __attribute__((format(printf, 2, 3))) void operator()(const char* fmt, ...) const;
+  __attribute__((format(printf, 2, 3))) void warning(const char* fmt, ...) const;
+  __attribute__((format(printf, 2, 3))) void error(const char* fmt, ...) const;
 
  private:
+  __attribute__((format(printf, 3, 0))) void write(log_level level, const char* fmt, std::va_list ap) const;
   const bool enabled_;
 };
 

@@ -94,6 +94,8 @@ inline constexpr std::size_t max_name_bytes = 64;
 inline constexpr std::size_t max_client_name_bytes = 256;
 // validate: buffers locked in one acquire context.
 inline constexpr std::size_t max_validate_buffers = 1024;
+// Memory events in one trace reply (each 49 bytes on the wire).
+inline constexpr std::size_t max_trace_events = 1024;
 // An error reply's message is cut to this many bytes (then "...").
 inline constexpr std::size_t max_error_message_bytes = 4096;
 // stats rows. The daemon-made lists (domains, counters) are cut to their
@@ -124,6 +126,7 @@ enum class msg_type : std::uint16_t {
   stats = 16,
   import_fd = 17,
   release = 18,
+  trace = 19,
   // events, pushed by the daemon
   move_notify = 0x4001,
   fence_signaled = 0x4002,
@@ -134,7 +137,7 @@ inline constexpr std::uint16_t reply_bit = 0x8000;
 // parser. Requests are numbered first..last without gaps, events likewise;
 // a new one goes at the end of its range and moves its *_last constant.
 inline constexpr msg_type msg_type_first_request = msg_type::hello;
-inline constexpr msg_type msg_type_last_request = msg_type::release;
+inline constexpr msg_type msg_type_last_request = msg_type::trace;
 inline constexpr msg_type msg_type_first_event = msg_type::move_notify;
 inline constexpr msg_type msg_type_last_event = msg_type::memory_pressure;
 namespace detail {
@@ -146,10 +149,10 @@ constexpr bool is_last_of_range(msg_type t) {
     case msg_type::export_fd: case msg_type::attach: case msg_type::detach: case msg_type::map:
     case msg_type::unmap: case msg_type::add_client_fence: case msg_type::signal_client_fence:
     case msg_type::wait: case msg_type::validate: case msg_type::cpu_begin: case msg_type::cpu_end:
-    case msg_type::stats: case msg_type::import_fd: case msg_type::move_notify:
-    case msg_type::fence_signaled:
+    case msg_type::stats: case msg_type::import_fd: case msg_type::release:
+    case msg_type::move_notify: case msg_type::fence_signaled:
       return false;
-    case msg_type::release: case msg_type::memory_pressure:
+    case msg_type::trace: case msg_type::memory_pressure:
       return true;
   }
   return false;
@@ -606,6 +609,38 @@ struct import_reply {
   template <class IO> void io(IO& x) { x("buffer", buffer); x("size", size); x("where", where); }
 };
 
+// trace: the memory events (allocator/event_log.hpp) after event `since`
+// that the asker may see (a tenant: its own uid's clients', as stats), at
+// most `max` (<= max_trace_events). Ask again from `next` for more;
+// `dropped` counts events the daemon's ring no longer held.
+struct trace_request {
+  static constexpr msg_type type = msg_type::trace;
+  std::uint64_t since = 0;
+  std::uint32_t max = max_trace_events;
+  template <class IO> void io(IO& x) { x("since", since); x("max", max); }
+  status bounds() const { return detail::within_cap("trace", "max", max, max_trace_events, "events"); }
+};
+struct trace_event {
+  std::uint64_t seq = 0;
+  std::uint64_t time_ns = 0;  // since xbufd started (steady clock)
+  std::uint8_t kind = 0;      // memory_event_kind: 1 alloc, 2 free, 3 evict, 4 promote, 5 migrate
+  std::uint32_t owner = 0;
+  std::uint64_t buffer = 0;
+  std::uint64_t bytes = 0;
+  std::int32_t from = -1, to = -1;  // domain indices, as the stats reply's domains; -1 none
+  std::uint32_t notified = 0;       // dynamic attachments told of the move
+  template <class IO> void io(IO& x) {
+    x("seq", seq); x("time_ns", time_ns); x("kind", kind); x("owner", owner); x("buffer", buffer);
+    x("bytes", bytes); x("from", from); x("to", to); x("notified", notified);
+  }
+};
+struct trace_reply {
+  std::vector<trace_event> events;
+  std::uint64_t next = 0;
+  std::uint64_t dropped = 0;
+  template <class IO> void io(IO& x) { x("events", events); x("next", next); x("dropped", dropped); }
+};
+
 struct stats_request {
   static constexpr msg_type type = msg_type::stats;
   template <class IO> void io(IO&) {}
@@ -708,6 +743,9 @@ inline constexpr std::size_t stats_reply_max_bytes =
     1 +  // buffers_truncated
     4 + max_stat_counters * wire_size::stat_counter +
     1 + 4 + 4;  // tenant_view, more_clients, more_buffers
+inline constexpr std::size_t trace_reply_max_bytes =
+    wire_size::status + 4 + max_trace_events * (8 + 8 + 1 + 4 + 8 + 8 + 4 + 4 + 4) + 8 + 8;
+static_assert(trace_reply_max_bytes <= max_payload, "max_trace_events lets a trace reply outgrow one frame");
 static_assert(stats_reply_max_bytes <= max_payload,
               "the stats caps let a reply outgrow one frame: lower max_stat_clients / max_stat_buffers");
 

@@ -19,6 +19,7 @@
 #include "server/metrics_http.hpp"
 #include "server/server_state.hpp"
 #include "server/stats.hpp"
+#include "server/systemd.hpp"
 
 namespace xbuf::server {
 
@@ -31,7 +32,7 @@ auto log_exception(server_state& srv, const char* what) {
     try {
       std::rethrow_exception(e);
     } catch (const std::exception& ex) {
-      srv.log("%s stopped by exception: %s", what, ex.what());
+      srv.log.error("%s stopped by exception: %s", what, ex.what());
     }
   };
 }
@@ -68,7 +69,7 @@ void run_io(server_state& srv) {
       srv.ioc.run();
       return;
     } catch (const std::exception& e) {
-      srv.log("io_context: %s", e.what());
+      srv.log.error("io_context: %s", e.what());
     }
   }
 }
@@ -76,8 +77,13 @@ void run_io(server_state& srv) {
 }  // namespace
 
 status run_server(memory_manager& mm, const server_config& config) {
-  auto fd = bind_listener(config);
+  const bool activated = config.listen_fd >= 0;
+  auto fd = activated ? result<int>(config.listen_fd) : bind_listener(config);
   if (!fd) return std::move(fd).err();
+  // The socket file is ours to remove only if we made it.
+  auto remove_socket_file = [&] {
+    if (!activated) ::unlink(config.socket_path.c_str());
+  };
   std::signal(SIGPIPE, SIG_IGN);  // a vanished peer is an error value, not a signal
 
   asio::io_context ioc(1);
@@ -89,16 +95,22 @@ status run_server(memory_manager& mm, const server_config& config) {
     ::close(*fd);
     return fail(errc::io_error, std::string("acceptor: ") + e.what());
   }
-  srv.log("listening on %s (mode %04o%s%s); at most %zu connections, %zu bytes queued per client, %lld ms per "
-          "frame", config.socket_path.c_str(), config.socket_mode, config.socket_group.empty() ? "" : ", group ",
-          config.socket_group.c_str(), config.max_connections, config.max_queued_bytes,
-          static_cast<long long>(config.frame_timeout.count()));
+  if (activated) {
+    srv.log("listening on %s (socket from systemd); at most %zu connections, %zu bytes queued per client, %lld ms "
+            "per frame", config.socket_path.c_str(), config.max_connections, config.max_queued_bytes,
+            static_cast<long long>(config.frame_timeout.count()));
+  } else {
+    srv.log("listening on %s (mode %04o%s%s); at most %zu connections, %zu bytes queued per client, %lld ms per "
+            "frame", config.socket_path.c_str(), config.socket_mode, config.socket_group.empty() ? "" : ", group ",
+            config.socket_group.c_str(), config.max_connections, config.max_queued_bytes,
+            static_cast<long long>(config.frame_timeout.count()));
+  }
 
   std::unique_ptr<metrics_server> metrics;
   if (config.metrics) {
     auto m = metrics_server::open(srv, *config.metrics);
     if (!m) {
-      ::unlink(config.socket_path.c_str());  // bind_listener made it; the acceptor closes its fd
+      remove_socket_file();  // the acceptor closes its fd
       return std::move(m).err();
     }
     metrics = std::move(*m);
@@ -112,14 +124,18 @@ status run_server(memory_manager& mm, const server_config& config) {
   signals.async_wait([&](const boost::system::error_code& ec, int sig) {
     if (ec) return;
     srv.log("signal %d: shutting down", sig);
+    notify_stopping();
     begin_shutdown(srv, acceptor, stats_timer, metrics.get());
   });
   asio::co_spawn(ioc, accept_loop(srv, acceptor), log_exception(srv, "accept loop"));
   if (metrics) metrics->start();
   if (config.stats_interval_s > 0) asio::co_spawn(ioc, stats_loop(srv, stats_timer), log_exception(srv, "stats"));
+  // The socket listens and the accept loop is queued ahead of anything
+  // else: a client that connects from here on is served.
+  notify_ready("serving " + config.socket_path);
   run_io(srv);
   srv.pool.join();
-  ::unlink(config.socket_path.c_str());
+  remove_socket_file();
   srv.log("stopped");
   return ok();
 }

@@ -71,6 +71,11 @@ struct server_config {
   bool socket_path_explicit = false;
   unsigned socket_mode = 0660;      // permissions of the socket file
   std::string socket_group;         // empty: the daemon's group; else the socket file's group
+  // A socket that already listens (systemd socket activation, systemd.hpp):
+  // served instead of binding socket_path, which the daemon then neither
+  // checks, makes nor removes (its .socket unit owns the file and its mode).
+  // -1: bind socket_path. run_server owns the fd from the call on.
+  int listen_fd = -1;
   int worker_threads = 2;           // blocking manager calls run here
   int stats_interval_s = 0;         // > 0: print a status screen to stdout this often
   bool log = true;                  // connects, disconnects, protocol errors to stderr

@@ -132,6 +132,25 @@ wire::stats_reply assemble(memory_manager& mm, const client_registry& registry, 
 
 }  // namespace
 
+wire::trace_reply collect_trace(const memory_manager& mm, const client_registry& registry, owner_id self,
+                                std::uint32_t daemon_uid, std::uint64_t since, std::size_t max) {
+  const std::vector<client_record> clients = registry.snapshot();
+  const std::optional<client_record> viewer = record_of(clients, self);
+  const auto page = mm.events_since(since, std::min(max, wire::max_trace_events), [&](owner_id owner) {
+    return visible_to(viewer, daemon_uid, record_of(clients, owner));
+  });
+  wire::trace_reply out;
+  out.next = page.next;
+  out.dropped = page.dropped;
+  out.events.reserve(page.events.size());
+  for (const auto& e : page.events) {
+    out.events.push_back({.seq = e.seq, .time_ns = e.time_ns, .kind = static_cast<std::uint8_t>(e.kind),
+                          .owner = e.owner, .buffer = e.buffer, .bytes = e.bytes, .from = e.from, .to = e.to,
+                          .notified = e.notified});
+  }
+  return out;
+}
+
 bool visible_to(const std::optional<client_record>& viewer, std::uint32_t daemon_uid,
                 const std::optional<client_record>& subject) noexcept {
   if (!viewer) return false;

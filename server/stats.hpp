@@ -75,6 +75,13 @@ wire::stats_reply collect_stats(memory_manager& mm, const client_registry& clien
 // buffer, domain and counter, no client rows.
 wire::stats_reply collect_stats(memory_manager& mm);
 
+// The memory events (memory_manager::events_since) after `since` that
+// client `self` may see - visible_to() over a registry snapshot, as the
+// stats rows - at most `max`. Context: takes the registry's mutex, then
+// the event log's leaf lock; never the manager's.
+wire::trace_reply collect_trace(const memory_manager& mm, const client_registry& clients, owner_id self,
+                                std::uint32_t daemon_uid, std::uint64_t since, std::size_t max);
+
 // The --stats-interval screen: one header line, one line per domain and per
 // client, the counters. Context: writes to `out` and flushes it.
 void print_status(std::FILE* out, const wire::stats_reply& s);

@@ -494,6 +494,9 @@ class harness {
       case msg_type::import_fd:
         (void)body_of<wire::import_reply>(f, rf);
         break;
+      case msg_type::trace:
+        (void)body_of<wire::trace_reply>(f, rf);
+        break;
       default:
         (void)body_of<wire::empty_body>(f, rf);
         break;
@@ -620,6 +623,12 @@ class harness {
         return wire::encode_message(id, wire::stats_request{});
       case msg_type::import_fd:  // no fd travels through the fuzzer: "no fd came with the request"
         return wire::encode_message(id, wire::import_request{});
+      case msg_type::release:
+        return wire::encode_message(id, wire::release_request{.id = buffer()});
+      case msg_type::trace: {
+        const std::uint64_t since = in.u8();
+        return wire::encode_message(id, wire::trace_request{.since = since, .max = in.u8() * 8u});
+      }
       default:
         break;
     }

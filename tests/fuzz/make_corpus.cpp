@@ -143,7 +143,8 @@ void frame_parser_seeds(const std::filesystem::path& dir) {
                15, wire::cpu_begin_request{.buffer = 1, .write = true, .timeout_ms = 0}),
            wire::encode_message(16, wire::cpu_end_request{.id = 1}), free, stats,
            wire::encode_message(17, wire::import_request{}),
-           wire::encode_message(18, wire::release_request{.id = 1})});
+           wire::encode_message(18, wire::release_request{.id = 1}),
+           wire::encode_message(19, wire::trace_request{.since = 0, .max = 16})});
 
   write(dir, "req-hello", parser_input(true, 1, hello));
   write(dir, "req-alloc", parser_input(true, 2, alloc));
@@ -257,6 +258,7 @@ void handlers_seeds(const std::filesystem::path& dir) {
             .req(1, t::release, {own0})  // b never exported it
             .req(0, t::release, {own0})  // a's hold ends: the freed buffer goes
             .req(0, t::release, {own0})
+            .req(1, t::trace, {0, 8})
             .out());
   // VRAM fills; a dynamic attachment is evicted and told (move_notify).
   write(dir, "eviction",

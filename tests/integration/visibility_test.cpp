@@ -174,6 +174,15 @@ class tenant_process {
       std::uint64_t used = 0;
       for (const auto& d : s->domains) used += d.used;
       say("domains_used=" + std::to_string(used));
+      // The memory timeline: its own events only.
+      if (auto t = c->trace(0); !t) {
+        say("error=trace: " + t.err().describe());
+      } else {
+        for (const auto& e : t->events) {
+          say("event=" + std::to_string(e.kind) + " owner " + std::to_string(e.owner) + " buffer " +
+              std::to_string(e.buffer));
+        }
+      }
       const auto [text, status] = run_command(stat_cmd);
       say("stat_status=" + std::to_string(status));
       std::istringstream in(text);
@@ -233,6 +242,18 @@ TEST_F(VisibilityTest, TenantSeesOnlyItsOwnAndTheOperatorSeesEveryTenant) {
   EXPECT_EQ(r.find("root-secret-buffer"), std::string::npos) << r;
   EXPECT_EQ(r.find("root-job"), std::string::npos) << r;
   EXPECT_EQ(r.find("listed=" + std::to_string(*mine) + " "), std::string::npos) << r;
+  // Its trace: its own allocation, none of root's events.
+  const auto owner_at = r.find("owner=");
+  ASSERT_NE(owner_at, std::string::npos) << r;
+  const std::string own = std::to_string(std::stoul(r.substr(owner_at + 6)));
+  EXPECT_NE(r.find("event=1 owner " + own + " "), std::string::npos) << "its own alloc event:\n" << r;
+  EXPECT_EQ(r.find("buffer " + std::to_string(*mine) + "\n"), std::string::npos) << "root's event:\n" << r;
+  std::istringstream events(r);
+  for (std::string l; std::getline(events, l);) {
+    if (l.rfind("event=", 0) == 0) {
+      EXPECT_NE(l.find(" owner " + own + " "), std::string::npos) << l;
+    }
+  }
   // Totals count root's bytes too: 64 KiB of root's + 16 KiB of its own.
   const auto used_at = r.find("domains_used=");
   ASSERT_NE(used_at, std::string::npos) << r;
