@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include "allocator/accounting.hpp"
 
+#include <algorithm>
+
 #include <string>
 
 #include "core/units.hpp"
@@ -47,6 +49,10 @@ void accounting::refund_new(owner_id owner, std::uint64_t size, bool no_evict) n
 void accounting::placed_new(buffer& b) noexcept {
   b.resv.assert_held();
   if (b.no_evict) ++b.pins;
+  // Counted once the allocation stands (a refunded one never happened).
+  auto& h = history_[b.owner];
+  h.total += b.size;
+  h.peak = std::max(h.peak, owner_bytes(b.owner));
 }
 
 void accounting::owner_freed(const buffer& b) noexcept {
@@ -98,6 +104,7 @@ std::uint64_t accounting::owner_bytes(owner_id owner) const noexcept {
 
 std::vector<std::pair<buffer_id, int>> accounting::forget_owner(owner_id owner) {
   quotas_.erase(owner);
+  history_.erase(owner);
   std::vector<std::pair<buffer_id, int>> open;
   std::erase_if(cpu_accesses_, [&](const auto& e) {
     if (e.first.first != owner) return false;
@@ -167,6 +174,11 @@ std::map<owner_id, owner_stats> accounting::owners() const {
   for (const auto& [o, q] : quotas_) {
     out[o].owner = o;
     out[o].quota = q;
+  }
+  for (const auto& [o, h] : history_) {
+    out[o].owner = o;
+    out[o].peak_bytes = h.peak;
+    out[o].total_bytes = h.total;
   }
   return out;
 }

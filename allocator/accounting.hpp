@@ -51,6 +51,8 @@ struct owner_stats {
   // Freed by the owner, still alive and charged to it in its domain:
   std::uint64_t freed_exported_bytes = 0;  // an export of it is not released yet
   std::uint64_t freed_attached_bytes = 0;  // not exported, but still attached
+  std::uint64_t peak_bytes = 0;   // the most `bytes` has been
+  std::uint64_t total_bytes = 0;  // every allocation's bytes, added up
 };
 
 // The budgets every owner gets (0 = no limit).
@@ -137,6 +139,10 @@ class accounting {
   std::map<owner_id, std::size_t> owner_buffers_;
   std::map<std::pair<owner_id, int>, std::uint64_t> domain_bytes_;
   std::map<owner_id, std::uint64_t> quotas_;
+  struct history {
+    std::uint64_t peak = 0, total = 0;
+  };
+  std::map<owner_id, history> history_;  // peak and total bytes, until forget_owner
   std::map<std::pair<owner_id, buffer_id>, int> cpu_accesses_;
 };
 

@@ -158,6 +158,7 @@ status memory_manager::unmap_unguarded(owner_id owner, attachment_id id) {
 }
 
 void memory_manager::destroy_if_unreachable_locked(buffer& buf) {
+  buf.resv.assert_held();  // as destroy_locked: every caller holds the buffer's reservation
   if (buf.owner_released && buf.attachments.empty() && buf.export_holds.empty()) destroy_locked(buf);
 }
 

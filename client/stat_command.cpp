@@ -56,12 +56,13 @@ void print_tables(const std::string& path, owner_id self, const wire::stats_repl
   }
   // FREED/EXP and FREED/ATT: freed by the client, still charged to it,
   // held by an unreleased export or by an importer's attachment.
-  std::printf("\n%-6s %-8s %-6s %-20s %10s %8s %10s %10s\n", "CLIENT", "PID", "UID", "NAME", "BYTES",
-              "BUFFERS", "FREED/EXP", "FREED/ATT");
+  std::printf("\n%-6s %-8s %-6s %-16s %10s %10s %8s %10s %10s\n", "CLIENT", "PID", "UID", "NAME", "BYTES",
+              "PEAK", "BUFFERS", "FREED/EXP", "FREED/ATT");
   for (const auto& cl : s.clients) {
-    std::printf("%-6u %-8d %-6u %-20s %10s %8u %10s %10s%s\n", cl.owner, cl.pid, cl.uid, cl.name.c_str(),
-                format_bytes(cl.bytes).c_str(), cl.buffers, format_bytes(cl.freed_exported_bytes).c_str(),
-                format_bytes(cl.freed_attached_bytes).c_str(), cl.owner == self ? "  (you)" : "");
+    std::printf("%-6u %-8d %-6u %-16s %10s %10s %8u %10s %10s%s\n", cl.owner, cl.pid, cl.uid, cl.name.c_str(),
+                format_bytes(cl.bytes).c_str(), format_bytes(cl.peak_bytes).c_str(), cl.buffers,
+                format_bytes(cl.freed_exported_bytes).c_str(), format_bytes(cl.freed_attached_bytes).c_str(),
+                cl.owner == self ? "  (you)" : "");
   }
   if (s.more_clients != 0) {
     std::printf("... and %u more clients (one reply lists at most %zu)\n", s.more_clients,

@@ -172,6 +172,8 @@ std::string to_json(const wire::stats_reply& s) {
       r.field("buffers", std::uint64_t{c.buffers});
       r.field("freed_exported_bytes", c.freed_exported_bytes);
       r.field("freed_attached_bytes", c.freed_attached_bytes);
+      r.field("peak_bytes", c.peak_bytes);
+      r.field("total_bytes", c.total_bytes);
     });
     write_array(o.key("buffers"), s.buffers, [](std::string& to, const wire::stat_buffer& b) {
       object_writer r(to);

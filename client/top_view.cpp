@@ -94,12 +94,12 @@ std::vector<std::string> render_top(const wire::stats_reply& s, const top_histor
                format_bytes(d.peak_used).c_str(), format_bytes(d.exported_bytes).c_str(), d.buffers));
   }
   add("");
-  add(format("%-6s %-8s %-20s %10s %8s %10s %10s", "CLIENT", "PID", "NAME", "BYTES", "BUFFERS", "FREED/EXP",
-             "FREED/ATT"));
+  add(format("%-6s %-8s %-20s %10s %10s %8s %10s %10s", "CLIENT", "PID", "NAME", "BYTES", "PEAK", "BUFFERS",
+             "FREED/EXP", "FREED/ATT"));
   for (const auto& c : s.clients) {
-    add(format("%-6u %-8d %-20s %10s %8u %10s %10s", c.owner, c.pid, c.name.c_str(), format_bytes(c.bytes).c_str(),
-               c.buffers, format_bytes(c.freed_exported_bytes).c_str(),
-               format_bytes(c.freed_attached_bytes).c_str()));
+    add(format("%-6u %-8d %-20s %10s %10s %8u %10s %10s", c.owner, c.pid, c.name.c_str(),
+               format_bytes(c.bytes).c_str(), format_bytes(c.peak_bytes).c_str(), c.buffers,
+               format_bytes(c.freed_exported_bytes).c_str(), format_bytes(c.freed_attached_bytes).c_str()));
   }
   if (s.more_clients != 0) add(format("... and %u more clients", s.more_clients));
   add("");

@@ -102,7 +102,7 @@ inline constexpr std::size_t max_error_message_bytes = 4096;
 // caps too; their labels (backend, domain and counter names) to
 // max_stat_label_bytes.
 inline constexpr std::size_t max_stat_clients = 128;
-inline constexpr std::size_t max_stat_buffers = 384;
+inline constexpr std::size_t max_stat_buffers = 352;
 inline constexpr std::size_t max_stat_domains = 64;
 inline constexpr std::size_t max_stat_counters = 32;
 inline constexpr std::size_t max_stat_label_bytes = 32;
@@ -671,10 +671,12 @@ struct stat_client {
   // Freed by this client but still alive, and charged to it:
   std::uint64_t freed_exported_bytes = 0;  // an export not yet released
   std::uint64_t freed_attached_bytes = 0;  // still attached by an importer
+  std::uint64_t peak_bytes = 0;   // the most `bytes` has been since it connected
+  std::uint64_t total_bytes = 0;  // all it ever allocated
   template <class IO> void io(IO& x) {
     x("owner", owner); x("pid", pid); x("uid", uid); x("name", name); x("bytes", bytes);
     x("buffers", buffers); x("freed_exported_bytes", freed_exported_bytes);
-    x("freed_attached_bytes", freed_attached_bytes);
+    x("freed_attached_bytes", freed_attached_bytes); x("peak_bytes", peak_bytes); x("total_bytes", total_bytes);
   }
 };
 struct stat_buffer {
@@ -731,7 +733,7 @@ constexpr std::size_t string(std::size_t max_bytes) { return 4 + max_bytes; }
 inline constexpr std::size_t placement_bytes = 1 + 4;
 inline constexpr std::size_t status = 4 + string(0);  // ok code, empty message
 inline constexpr std::size_t stat_domain = string(max_stat_label_bytes) + placement_bytes + 3 * 8 + 4 + 8 + 8 + 8 + 4;
-inline constexpr std::size_t stat_client = 4 + 4 + 4 + string(max_name_bytes) + 8 + 4 + 8 + 8;
+inline constexpr std::size_t stat_client = 4 + 4 + 4 + string(max_name_bytes) + 8 + 4 + 8 + 8 + 8 + 8;
 inline constexpr std::size_t stat_buffer = 8 + 4 + string(max_name_bytes) + 8 + placement_bytes + 4 + 4 + 4 + 8 + 1;
 inline constexpr std::size_t stat_counter = string(max_stat_label_bytes) + 8;
 }  // namespace wire_size

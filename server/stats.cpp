@@ -60,6 +60,8 @@ void list_clients(const manager_stats& st, const std::vector<client_record>& cli
         sc.buffers = count32(o.buffers);
         sc.freed_exported_bytes = o.freed_exported_bytes;
         sc.freed_attached_bytes = o.freed_attached_bytes;
+        sc.peak_bytes = o.peak_bytes;
+        sc.total_bytes = o.total_bytes;
       }
     }
     out.clients.push_back(std::move(sc));

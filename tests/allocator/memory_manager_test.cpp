@@ -801,6 +801,22 @@ TEST(MemoryManagerTenancyTest, AReceiversDepartureReleasesItsExports) {
   EXPECT_TRUE(s.mm->buffers().empty());
 }
 
+// Per owner: what it holds now, the most it ever held, all it allocated.
+TEST(MemoryManagerTest, OwnerStatsKeepThePeakAndTheTotal) {
+  sim_manager s;
+  auto a = s.mm->allocate(alice, request(64 * KiB, {placement::pinned()}));
+  auto b = s.mm->allocate(alice, request(32 * KiB, {placement::pinned()}));
+  ASSERT_TRUE(a && b);
+  ASSERT_TRUE(s.mm->free(alice, *a));
+  ASSERT_TRUE(s.mm->allocate(alice, request(16 * KiB, {placement::pinned()})));
+  auto st = s.mm->stats();
+  auto row = std::find_if(st.owners.begin(), st.owners.end(), [](const owner_stats& o) { return o.owner == alice; });
+  ASSERT_NE(row, st.owners.end());
+  EXPECT_EQ(row->bytes, 48 * KiB);
+  EXPECT_EQ(row->peak_bytes, 96 * KiB);
+  EXPECT_EQ(row->total_bytes, 112 * KiB);
+}
+
 TEST(MemoryManagerBadInputTest, FencesAndCpuAccessMisuse) {
   sim_manager s;
   auto a = s.mm->allocate(alice, request(4 * KiB, {placement::pinned()}));
