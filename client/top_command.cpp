@@ -17,13 +17,14 @@ namespace xbuf::client {
 
 namespace {
 
-constexpr const char* usage_line = "usage: xbuf top [--socket PATH] [--interval SECS]";
+constexpr const char* usage_line = "usage: xbuf top [--socket PATH] [--interval SECS] [--seconds N]";
 
 void print_help() {
   std::printf("%s\n\n"
               "A live view of xbufd, redrawn every --interval seconds (1..3600, default 1):\n"
               "its domains (used of capacity, peak, exported), its clients, and what changed\n"
-              "between refreshes (allocations, evictions, moves, ...). q quits.\n"
+              "between refreshes (allocations, evictions, moves, ...). q quits; --seconds N\n"
+              "quits by itself after N seconds (scripts, the README's main job).\n"
               "A tenant sees its own clients and per-domain totals, the operator everything.\n\n"
               "%s\n%s",
               usage_line, cli::socket_help, cli::exit_codes_help);
@@ -58,6 +59,7 @@ int top_main(std::span<char*> args) {
   cli::arg_reader r("xbuf top", args);
   std::optional<std::string> socket;
   std::uint64_t interval = 1;
+  std::optional<std::uint64_t> seconds;
   while (r.next()) {
     if (r.is("--socket")) {
       socket = r.value();
@@ -66,6 +68,8 @@ int top_main(std::span<char*> args) {
       auto n = r.number(1, 3600);
       if (!n) return cli::exit_usage;
       interval = *n;
+    } else if (r.is("--seconds")) {
+      if (!(seconds = r.number(1, 86'400))) return cli::exit_usage;
     } else if (r.is("--help") || r.is("-h")) {
       print_help();
       return cli::exit_ok;
@@ -78,6 +82,9 @@ int top_main(std::span<char*> args) {
   if (!c) return cli::exit_runtime;
   top_history history;
   std::string failure;
+  using clock = std::chrono::steady_clock;
+  const clock::time_point until =
+      seconds ? clock::now() + std::chrono::seconds(*seconds) : clock::time_point::max();
   {
     screen scr;
     timeout(static_cast<int>(interval * 1000));
@@ -96,6 +103,7 @@ int top_main(std::span<char*> args) {
       refresh();
       const int key = getch();  // waits up to the interval; a resize wakes it too
       if (key == 'q' || key == 'Q') break;
+      if (clock::now() >= until) break;
     }
   }
   if (!failure.empty()) {

@@ -18,8 +18,8 @@
 
 namespace xbuf::client {
 
-// `xbuf top [--socket PATH] [--interval SECS]`. Returns the exit code: 0
-// (q), 1 (the daemon cannot be reached or went away; no terminal), 2 (bad
+// `xbuf top [--socket PATH] [--interval SECS] [--seconds N]`. Returns the
+// exit code: 0 (q, or --seconds passed), 1 (the daemon cannot be reached or went away; no terminal), 2 (bad
 // arguments); --help prints the usage to stdout and returns 0.
 int top_main(std::span<char*> args);
 

@@ -39,7 +39,7 @@ void help(std::FILE* out) {
       "        a saved one (lstopo --of xml); --json for tools, --verbose for every reason\n"
       "  stat [--socket PATH] [--json]\n"
       "        what xbufd holds: domains, clients, buffers, counters\n"
-      "  top [--socket PATH] [--interval SECS]\n"
+      "  top [--socket PATH] [--interval SECS] [--seconds N]\n"
       "        a live view of xbufd (domains, clients, what changed), redrawn every\n"
       "        SECS seconds (default 1); q quits\n"
       "  trace [--socket PATH] [--out FILE.json] [--html FILE.html]\n"

@@ -2,9 +2,10 @@
 # Installs the dependencies, builds xbuf and runs the main job:
 #
 #   1. `xbuf topo`: this machine's PCI devices and peer-to-peer matrix;
-#   2. the daemon `xbufd` (the simulated GPUs where no GPU is found) printing
-#      its status screen every 2 s, while two `xbuf demo` jobs allocate more
-#      than the VRAM holds - watch evictions, moves and move_notify counts;
+#   2. the daemon `xbufd` (the simulated GPUs where no GPU is found) while two
+#      `xbuf demo` jobs allocate more than the VRAM holds, watched live with
+#      `xbuf top` on a terminal (elsewhere: the daemon's status screen every
+#      2 s) - domains filling, evictions, moves and move_notify counts;
 #   3. `xbuf stat` (what the daemon holds), then the daemon stops.
 #
 # Options: --seconds N (how long the demo jobs run, default 20).
@@ -29,8 +30,17 @@ echo
 rundir="$(mktemp -d /tmp/xbuf-run-XXXXXX)"
 socket="$rundir/xbuf.sock"
 echo "== xbufd on $socket (Ctrl-C stops everything) =="
-"$build"/bin/xbufd --socket "$socket" --backend auto --sim-devices 2 --sim-vram 32M \
-  --stats-interval 2 &
+# On a terminal `xbuf top` draws the screen, so the daemon's own status
+# lines go to a log file; piped, the daemon prints them every 2 s instead.
+interactive=0
+[ -t 1 ] && command -v tput >/dev/null && interactive=1
+if [ "$interactive" = 1 ]; then
+  "$build"/bin/xbufd --socket "$socket" --backend auto --sim-devices 2 --sim-vram 32M \
+    >"$rundir/xbufd.log" 2>&1 &
+else
+  "$build"/bin/xbufd --socket "$socket" --backend auto --sim-devices 2 --sim-vram 32M \
+    --stats-interval 2 &
+fi
 daemon=$!
 trap 'kill -TERM $daemon 2>/dev/null || true; wait $daemon 2>/dev/null || true; rm -rf "$rundir"' EXIT
 for _ in $(seq 50); do [ -S "$socket" ] && break; sleep 0.1; done
@@ -39,6 +49,10 @@ for _ in $(seq 50); do [ -S "$socket" ] && break; sleep 0.1; done
 job_a=$!
 "$build"/bin/xbuf demo --socket "$socket" --seconds "$seconds" --name job-b &
 job_b=$!
+if [ "$interactive" = 1 ]; then
+  # Until the jobs are done (q leaves it earlier); the jobs' summaries follow.
+  "$build"/bin/xbuf top --socket "$socket" --seconds "$((seconds + 1))" >/dev/tty 2>&1 || true
+fi
 wait "$job_a" "$job_b"
 
 echo

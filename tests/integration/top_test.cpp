@@ -87,5 +87,18 @@ TEST_F(TopTest, ShowsTheDomainsFollowsAnAllocationAndQuitsOnQ) {
   EXPECT_TRUE(gone) << "xbuf top did not quit on q:\n" << screen();
 }
 
+// What scripts/run.sh relies on: --seconds ends it by itself.
+TEST_F(TopTest, SecondsEndsItWithoutAKey) {
+  const std::string cmd = test::bin_dir() + "/xbuf top --socket " + daemon_.socket() + " --seconds 2";
+  (void)shell(tmux("new-session -d -s top -x 100 -y 30 '" + cmd + "'"));
+  ASSERT_NE(wait_for("vram0"), "") << screen();
+  bool gone = false;
+  for (auto until = std::chrono::steady_clock::now() + 15s; !gone && std::chrono::steady_clock::now() < until;) {
+    gone = shell(tmux("has-session -t top") + " 2>/dev/null && echo up").empty();
+    if (!gone) std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_TRUE(gone) << "xbuf top --seconds 2 still runs:\n" << screen();
+}
+
 }  // namespace
 }  // namespace xbuf
