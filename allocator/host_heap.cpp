@@ -11,13 +11,16 @@ namespace xbuf {
 
 namespace {
 constexpr std::uint64_t page = 4096;
+constexpr std::uint64_t min_chunks = 8;  // chunking needs a domain of at least this many chunks
 }  // namespace
 
 host_heap::host_heap(backend& be, bool pinned, std::uint64_t capacity)
     : heap(pinned ? placement::pinned() : placement::pageable(), capacity), backend_(be) {
   chunk_bytes_ = pinned ? (4ull << 20) : (16ull << 20);
   const memory_kind kind = pinned ? memory_kind::host_pinned : memory_kind::host_pageable;
-  if (detaches_ranges(be.caps(), kind) && capacity >= chunk_bytes_) small_max_ = chunk_bytes_ / 16;
+  // A chunk is allocated (and, pinned, page-locked and charged to the
+  // backend's cap) whole: only where it is a small part of the domain.
+  if (detaches_ranges(be.caps(), kind) && capacity >= min_chunks * chunk_bytes_) small_max_ = chunk_bytes_ / 16;
 }
 
 std::unique_ptr<host_heap> host_heap::create(backend& be, bool pinned, std::uint64_t capacity) {

@@ -27,7 +27,8 @@
 //   Geometry: pageable chunks are 16 MiB with small_max 1 MiB; pinned
 //   chunks 4 MiB with small_max 256 KiB, because a pinned chunk is
 //   page-locked whole and charged whole to the backend's pinned cap.
-//   A capacity below one chunk turns chunking off.
+//   A capacity below 8 chunks turns chunking off (a chunk could otherwise
+//   take most of the pinned cap for one small buffer).
 //
 // Rules
 //   - As heap.hpp: the manager's mutex guards it.

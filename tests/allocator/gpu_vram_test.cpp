@@ -115,8 +115,8 @@ TEST_F(GpuVramTest, AFullVramDomainSaysSo) {
 // an export detaches its range), pinned ones - registered with the runtime
 // as a whole block - stay a block each.
 TEST_F(GpuVramTest, PageableBuffersShareChunksAndPinnedOnesDoNot) {
-  EXPECT_EQ(host_heap::create(*backend_, false, 64 * 1024 * KiB)->small_max(), 1024 * KiB);
-  EXPECT_EQ(host_heap::create(*backend_, true, 64 * 1024 * KiB)->small_max(), 0u) << "pinned: no chunks";
+  EXPECT_EQ(host_heap::create(*backend_, false, 256 * 1024 * KiB)->small_max(), 1024 * KiB);
+  EXPECT_EQ(host_heap::create(*backend_, true, 256 * 1024 * KiB)->small_max(), 0u) << "pinned: no chunks";
   alloc_request req;
   req.size = 4 * KiB;
   req.placements = {placement::pageable()};

@@ -249,7 +249,9 @@ TEST_F(HostChunkTest, EmptyChunksGoBackButOneSpareStays) {
 }
 
 TEST_F(HostChunkTest, ASmallCapacityTurnsChunkingOff) {
-  auto h = host_heap::create(*sim, false, 8 * MiB);
+  EXPECT_EQ(host_heap::create(*sim, true, 32 * MiB)->small_max(), 256 * KiB) << "8 pinned chunks of 4 MiB";
+  EXPECT_EQ(host_heap::create(*sim, true, 16 * MiB)->small_max(), 0u) << "one chunk would be a quarter of it";
+  auto h = host_heap::create(*sim, false, 64 * MiB);
   EXPECT_EQ(h->small_max(), 0u);
   auto a = h->allocate(4 * KiB, 0);
   ASSERT_TRUE(a);
