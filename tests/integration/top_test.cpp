@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <initializer_list>
 #include <cstdio>
 #include <string>
 #include <thread>
@@ -43,11 +44,14 @@ class TopTest : public ::testing::Test {
   }
   std::string tmux(const std::string& args) const { return "tmux -L " + server_ + " " + args; }
   std::string screen() const { return shell(tmux("capture-pane -p -t top") + " 2>/dev/null"); }
-  // The screen once it shows `what`, or "" after 10 s.
-  std::string wait_for(const std::string& what) const {
+  // The screen once it shows every one of `what` at once, or "" after 10 s.
+  // All at once: a capture can land while a refresh is half drawn.
+  std::string wait_for(std::initializer_list<std::string> what) const {
     for (auto until = std::chrono::steady_clock::now() + 10s; std::chrono::steady_clock::now() < until;) {
       const std::string s = screen();
-      if (s.find(what) != std::string::npos) return s;
+      bool all = true;
+      for (const auto& w : what) all = all && s.find(w) != std::string::npos;
+      if (all) return s;
       std::this_thread::sleep_for(100ms);
     }
     return "";
@@ -60,10 +64,8 @@ class TopTest : public ::testing::Test {
 TEST_F(TopTest, ShowsTheDomainsFollowsAnAllocationAndQuitsOnQ) {
   const std::string cmd = test::bin_dir() + "/xbuf top --socket " + daemon_.socket() + " --interval 1";
   (void)shell(tmux("new-session -d -s top -x 100 -y 30 '" + cmd + "'"));
-  const std::string first = wait_for("vram1");
-  ASSERT_NE(first, "") << "no screen with the domains:\n" << screen() << daemon_.log();
-  EXPECT_NE(first.find("DOMAIN"), std::string::npos) << first;
-  EXPECT_NE(first.find("xbuf-top"), std::string::npos) << "its own client row:\n" << first;
+  const std::string first = wait_for({"DOMAIN", "vram1", "pageable", "xbuf-top", "RECENT"});
+  ASSERT_NE(first, "") << "no screen with the domains and its own client row:\n" << screen() << daemon_.log();
   for (std::size_t start = 0, end; start < first.size(); start = end + 1) {
     end = first.find('\n', start);
     if (end == std::string::npos) end = first.size();
@@ -73,10 +75,8 @@ TEST_F(TopTest, ShowsTheDomainsFollowsAnAllocationAndQuitsOnQ) {
   auto c = client::remote_client::connect(daemon_.socket(), "tenant");
   ASSERT_TRUE(c) << c.err().describe();
   ASSERT_TRUE(c->alloc(8u << 20, {placement::vram(0)}));
-  const std::string after = wait_for("allocations +1");
-  EXPECT_NE(after, "") << "the allocation never showed:\n" << screen();
-  EXPECT_NE(after.find("tenant"), std::string::npos) << after;
-  EXPECT_NE(after.find("8 MiB"), std::string::npos) << "vram0's 8 MiB:\n" << after;
+  const std::string after = wait_for({"allocations +1", "tenant", "8 MiB"});
+  EXPECT_NE(after, "") << "the allocation (its event, its client, vram0's 8 MiB) never showed:\n" << screen();
 
   (void)shell(tmux("send-keys -t top q"));
   bool gone = false;
@@ -91,7 +91,7 @@ TEST_F(TopTest, ShowsTheDomainsFollowsAnAllocationAndQuitsOnQ) {
 TEST_F(TopTest, SecondsEndsItWithoutAKey) {
   const std::string cmd = test::bin_dir() + "/xbuf top --socket " + daemon_.socket() + " --seconds 2";
   (void)shell(tmux("new-session -d -s top -x 100 -y 30 '" + cmd + "'"));
-  ASSERT_NE(wait_for("vram0"), "") << screen();
+  ASSERT_NE(wait_for({"vram0"}), "") << screen();
   bool gone = false;
   for (auto until = std::chrono::steady_clock::now() + 15s; !gone && std::chrono::steady_clock::now() < until;) {
     gone = shell(tmux("has-session -t top") + " 2>/dev/null && echo up").empty();
