@@ -33,6 +33,7 @@
 #include <vector>
 
 #include "client/allocator.hpp"
+#include "tests/common/shell.hpp"
 #include "tests/integration/daemon_process.hpp"
 
 namespace xbuf {
@@ -159,12 +160,8 @@ std::optional<std::uint16_t> metrics_port(test::daemon_process& d, const std::st
 
 // Everything a command prints (stdout and stderr), and its exit status.
 std::pair<std::string, int> run_command(const std::string& cmd) {
-  std::string out;
-  std::FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
-  if (p == nullptr) return {"popen failed", -1};
-  char buf[512];
-  while (std::fgets(buf, sizeof buf, p) != nullptr) out += buf;
-  return {out, ::pclose(p)};
+  auto r = test::run_shell(cmd + " 2>&1");
+  return {r.out, r.rc};
 }
 
 class MetricsTest : public ::testing::Test {
@@ -341,7 +338,7 @@ TEST_F(MetricsTest, PromtoolFindsNothingToComplainAbout) {
   std::ofstream(path) << text;
   const auto [out, status] = run_command(std::string("promtool check metrics < ") + path);
   ::unlink(path);
-  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "promtool status " << status << ":\n" << out;
+  EXPECT_EQ(status, 0) << "promtool status " << status << ":\n" << out;
   EXPECT_EQ(out, "") << text;
 }
 
@@ -349,12 +346,12 @@ TEST(MetricsFlagTest, ABadAddressIsAUsageErrorNamingTheFlagAndTheValue) {
   const std::string xbufd = std::string(XBUF_BIN_DIR) + "/xbufd";
   for (const char* bad : {"0.0.0.0:9100", "127.0.0.1", "localhost:http", "[::1]:70000", "::1:9100"}) {
     const auto [out, status] = run_command(xbufd + " --backend sim --metrics '" + bad + "'");
-    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 2) << bad << ": status " << status << "\n" << out;
+    EXPECT_EQ(status, 2) << bad << ": status " << status << "\n" << out;
     EXPECT_NE(out.find("--metrics"), std::string::npos) << out;
     EXPECT_NE(out.find(std::string("'") + bad + "'"), std::string::npos) << out;
   }
   const auto [out, status] = run_command(xbufd + " --backend sim --metrics");
-  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 2) << out;
+  EXPECT_EQ(status, 2) << out;
 }
 
 TEST(MetricsFlagTest, APortInUseIsAStartUpErrorNamingTheAddress) {

@@ -34,6 +34,7 @@
 
 #include "client/remote_client.hpp"
 #include "tests/common/bin_dir.hpp"
+#include "tests/common/shell.hpp"
 #include "tests/integration/daemon_process.hpp"
 
 namespace xbuf {
@@ -201,14 +202,9 @@ TEST(SystemdUnitsTest, UnitsPassSystemdAnalyzeVerify) {
   std::ofstream(dir.path + "/xbufd.socket") << socket;
   const std::string cmd = "systemd-analyze verify --man=no " + dir.path + "/xbufd.service " +
                           dir.path + "/xbufd.socket 2>&1";
-  std::FILE* p = ::popen(cmd.c_str(), "r");
-  ASSERT_NE(p, nullptr);
-  std::string out;
-  char buf[512];
-  while (std::fgets(buf, sizeof buf, p) != nullptr) out += buf;
-  const int st = ::pclose(p);
-  ASSERT_TRUE(WIFEXITED(st));
-  EXPECT_EQ(WEXITSTATUS(st), 0) << out;
+  const auto [out, rc] = test::run_shell(cmd);
+  ASSERT_NE(rc, -1) << out;
+  EXPECT_EQ(rc, 0) << out;
   // verify exits 0 on an unknown key too, and only says so: any line is a finding.
   EXPECT_EQ(out, "") << "systemd-analyze verify has findings";
 }

@@ -40,6 +40,7 @@
 
 #include "client/remote_client.hpp"
 #include "server/protocol.hpp"
+#include "tests/common/shell.hpp"
 #include "tests/integration/daemon_process.hpp"
 
 namespace xbuf {
@@ -578,13 +579,8 @@ TEST(DaemonFlagsTest, BadNumbersAreRefusedNamingTheFlag) {
            {"--max-queued-bytes", "1K"}, {"--frame-timeout", "1s"}, {"--frame-timeout", "0"},
            {"--socket-mode", "0999"}, {"--stats-interval", "5m"}, {"--sim-devices", "2x"}}) {
     const std::string cmd = bin + " --backend sim --socket /nonexistent/x.sock " + flag + " " + value + " 2>&1";
-    std::FILE* p = ::popen(cmd.c_str(), "r");
-    ASSERT_NE(p, nullptr);
-    std::string out;
-    char buf[512];
-    while (std::fgets(buf, sizeof buf, p) != nullptr) out += buf;
-    const int st = ::pclose(p);
-    EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 2) << flag << " " << value << ": " << out;
+    const auto [out, rc] = test::run_shell(cmd);
+    EXPECT_EQ(rc, 2) << flag << " " << value << ": " << out;
     EXPECT_NE(out.find(flag), std::string::npos) << out;
     EXPECT_NE(out.find("'" + value + "'"), std::string::npos) << flag << " " << value << ": " << out;
   }

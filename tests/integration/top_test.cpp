@@ -14,6 +14,7 @@
 
 #include "client/remote_client.hpp"
 #include "tests/common/bin_dir.hpp"
+#include "tests/common/shell.hpp"
 #include "tests/integration/daemon_process.hpp"
 
 namespace xbuf {
@@ -22,15 +23,7 @@ namespace {
 using namespace std::chrono_literals;
 
 // Runs `cmd` through the shell; its stdout.
-std::string shell(const std::string& cmd) {
-  std::string out;
-  if (FILE* p = ::popen(cmd.c_str(), "r")) {
-    char buf[4096];
-    for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
-    ::pclose(p);
-  }
-  return out;
-}
+std::string shell(const std::string& cmd) { return test::run_shell(cmd).out; }
 
 class TopTest : public ::testing::Test {
  protected:

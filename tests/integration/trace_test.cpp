@@ -20,6 +20,7 @@
 #include "client/remote_client.hpp"
 #include "tests/common/bin_dir.hpp"
 #include "tests/common/json.hpp"
+#include "tests/common/shell.hpp"
 #include "tests/integration/daemon_process.hpp"
 
 namespace xbuf {
@@ -29,14 +30,9 @@ namespace json = test::json;
 constexpr std::uint64_t KiB = 1024;
 
 std::string shell(const std::string& cmd, int* rc = nullptr) {
-  std::string out;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  if (p == nullptr) return out;
-  char buf[4096];
-  for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
-  const int status = ::pclose(p);
-  if (rc != nullptr) *rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return out;
+  auto r = test::run_shell(cmd);
+  if (rc != nullptr) *rc = r.rc;
+  return r.out;
 }
 
 std::string slurp(const std::string& path) {
