@@ -2,8 +2,10 @@
 #include "tests/integration/daemon_process.hpp"
 
 #include <fcntl.h>
+#include <grp.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -13,6 +15,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <thread>
 
@@ -145,6 +148,43 @@ bool daemon_process::exited() {
     return true;
   }
   return false;
+}
+
+namespace {
+// The copies bin_dir_for made, by what was asked; removed when the test exits.
+struct bin_copies {
+  std::map<std::string, std::string> made;
+  ~bin_copies() {
+    std::error_code ec;
+    for (const auto& [key, dir] : made) std::filesystem::remove_all(dir, ec);
+  }
+};
+}  // namespace
+
+std::string bin_dir_for(uid_t uid, const std::vector<std::string>& names) {
+  static bin_copies copies;
+  std::string key = std::to_string(uid);
+  for (const auto& n : names) key += "/" + n;
+  if (auto it = copies.made.find(key); it != copies.made.end()) return it->second;
+  const std::string dir = bin_dir();
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    bool ok = ::setgroups(0, nullptr) == 0 && ::setgid(uid) == 0 && ::setuid(uid) == 0;
+    for (const auto& n : names) ok = ok && ::access((dir + "/" + n).c_str(), X_OK) == 0;
+    ::_exit(ok ? 0 : 1);
+  }
+  int status = 0;
+  if (pid > 0 && ::waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0) return dir;
+  char tmpl[] = "/tmp/xbuf-bin-XXXXXX";
+  if (::mkdtemp(tmpl) == nullptr || ::chmod(tmpl, 0755) != 0) return "";
+  std::error_code ec;
+  for (const auto& n : names) {
+    std::filesystem::copy_file(dir + "/" + n, std::string(tmpl) + "/" + n,
+                               std::filesystem::copy_options::overwrite_existing, ec);
+    if (ec) return "";
+  }
+  copies.made[key] = tmpl;
+  return tmpl;
 }
 
 }  // namespace xbuf::test

@@ -95,4 +95,11 @@ class scratch_daemon {
   bool up_ = false;
 };
 
+// A directory holding `names` (binaries of bin_dir()) that uid `uid` may
+// execute: bin_dir() itself when it can, else a copy in a fresh 0755
+// directory under /tmp - a checkout inside a 0700 home (root's is) cannot
+// be entered by another user. "" when the copy failed. Context: forks once
+// per call (to ask as `uid`); needs root to ask for another uid.
+std::string bin_dir_for(uid_t uid, const std::vector<std::string>& names);
+
 }  // namespace xbuf::test

@@ -448,6 +448,10 @@ class SocketOwnershipTest : public TenancyTest {
  protected:
   void SetUp() override {
     if (::geteuid() != 0) GTEST_SKIP() << "needs root to act as another user (uid " << nobody << ")";
+    // xbufd runs as that user: from a directory it can reach.
+    const std::string bins = test::bin_dir_for(nobody, {"xbufd"});
+    ASSERT_NE(bins, "") << "cannot give uid " << nobody << " a copy of xbufd";
+    ::setenv("XBUF_BIN_DIR", bins.c_str(), 1);
     TenancyTest::SetUp();
   }
   std::unique_ptr<daemon_process> spawn(daemon_spec spec) {

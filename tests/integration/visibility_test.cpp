@@ -89,7 +89,8 @@ class VisibilityTest : public ::testing::Test {
     return std::move(*c);
   }
 
-  std::string xbuf_stat() const { return std::string(XBUF_BIN_DIR) + "/xbuf stat --socket " + socket_; }
+  // The tenant child (uid 65534) runs it: from a directory that user can reach.
+  std::string xbuf_stat() const { return test::bin_dir_for(nobody, {"xbuf"}) + "/xbuf stat --socket " + socket_; }
 
   std::string dir_, socket_, log_;
   std::unique_ptr<test::daemon_process> daemon_;
