@@ -220,7 +220,11 @@ class memory_manager {
   memory_manager& operator=(const memory_manager&) = delete;
 
   // A new buffer of `req.size` bytes for `owner`, in the first placement
-  // with room, evicting others from a full domain on the way.
+  // with room, evicting others from a full domain on the way. It fails only
+  // when no allowed placement has room within `req.timeout`: when the room
+  // that evictions give back keeps going to other threads, or time runs
+  // out, it takes any allowed placement with room now (validate() promotes
+  // the buffer later).
   // Errors: invalid_argument (0 or absurd size, bad alignment, no or unknown
   // placement), quota_exceeded (owner quota; pinned_limit for no_evict),
   // out_of_memory (names each domain tried, the request and the largest
@@ -450,7 +454,9 @@ class memory_manager {
       XBUF_REQUIRES(mutex_);
   // Finds room for `size` bytes in the first of `domains` that has it,
   // evicting (pipelined) from full ones; drops mutex_ to wait for
-  // evictions, until `deadline`. `self` (may be null) is never evicted.
+  // evictions, until `deadline`. After a few rounds whose room went to
+  // other threads, or at the deadline, any of `domains` with room now will
+  // do. `self` (may be null) is never evicted.
   // With `quota_owner`, domains where that owner's domain quota has no room
   // are passed over, checked again after every wait: the caller places the
   // bytes before it drops mutex_, so the check and the charge are one step.

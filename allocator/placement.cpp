@@ -28,7 +28,10 @@ using detail::placements_text;
 namespace {
 
 constexpr std::uint64_t max_alignment = 1ull << 30;
-constexpr int max_room_attempts = 16;
+// After this many rounds in which the room that evictions gave back went to
+// other threads, make_room_locked takes room in any allowed domain that has
+// it before it evicts again (see there).
+constexpr int contended_rounds = 3;
 
 }  // namespace
 
@@ -109,7 +112,13 @@ result<memory_manager::placed> memory_manager::make_room_locked(
     const std::vector<int>& domains, std::uint64_t size, std::uint64_t alignment,
     const buffer* self, fence_clock::time_point deadline, const cancel_token* cancel,
     std::string_view what, std::optional<owner_id> quota_owner) {
-  for (int attempt = 0; attempt < max_room_attempts; ++attempt) {
+  // Until the deadline, not for a number of rounds: a round that waited for
+  // evictions can find the room they gave back taken by another thread, as
+  // often as the copy engine is slow and the domain contended. Giving up
+  // after N such rounds failed allocations with out_of_memory while a later
+  // placement had room (issue 11, "Contention").
+  bool out_of_time = false;
+  for (int round = 0;; ++round) {
     reap_locked();
     std::vector<int> allowed;
     std::string over;
@@ -128,6 +137,19 @@ result<memory_manager::placed> memory_manager::make_room_locked(
       return fail(errc::quota_exceeded, std::string(what) + ": domain quota " +
                                             format_bytes(accounts_.domain_quota()) + " would be passed (" +
                                             over + ")");
+    }
+    // Contended (the room made for us went elsewhere, round after round), or
+    // out of time: any allowed domain with room now beats waiting for the
+    // preferred one again. validate() promotes the buffer later.
+    if (round >= contended_rounds || out_of_time) {
+      for (int d : allowed) {
+        auto a = at(d).allocate(size, alignment);
+        if (a) return placed{d, std::move(*a)};
+        if (a.code() != errc::out_of_memory) return std::move(a).err().prefixed(what);
+      }
+    }
+    if (out_of_time) {
+      return fail(errc::timed_out, std::string(what) + ": timed out waiting for evictions to finish");
     }
     // Placements in order of preference. A full domain is emptied by
     // eviction before the next placement is considered; only a domain with
@@ -157,11 +179,19 @@ result<memory_manager::placed> memory_manager::make_room_locked(
     }
     if (retry_now) continue;
     if (wait_for.empty()) break;  // nothing to wait for anywhere: out of memory
+    // Out of time (a zero timeout, or the wait below ran out): one more
+    // round takes room wherever it is now, or fails with timed_out.
+    if (fence_clock::now() >= deadline) {
+      out_of_time = true;
+      continue;
+    }
     // The caller's mutex_lock stays in scope: drop and retake the mutex under it.
     mutex_.unlock();
     auto waited = wait_all(wait_for, time_left(deadline), cancel);
     mutex_.lock();
-    if (!waited) {
+    if (!waited && waited.code() == errc::timed_out) {
+      out_of_time = true;
+    } else if (!waited) {
       return fail(waited.code(), std::string(what) + ": waiting for evictions to finish: " +
                                      waited.err().message);
     }
