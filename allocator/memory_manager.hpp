@@ -381,6 +381,40 @@ class memory_manager {
 
   const backend& device_backend() const noexcept { return backend_; }
 
+  // --- calls that never wait (fast_paths.cpp) ---
+  // For callers that must not block: xbufd's io thread, where every
+  // session's requests are read, tries these first and hands the request
+  // to its worker pool only when they decline (server/handlers.hpp).
+  //
+  // Each answers nothing (nullopt) when answering would mean waiting -
+  // nothing was done then, call the blocking twin - or else exactly what
+  // its twin would have answered, same codes, same messages.
+  //
+  // Context: never waits on a fence, never waits for a reservation lock
+  // (they are only trylocked: another thread - another tenant's map that
+  // migrates the buffer and waits for room - may hold one for as long as
+  // its timeout). They do take the manager mutex, which is held only for
+  // bounded work and never across a wait (Rules: it is dropped to wait):
+  // as long as one manager call on another thread, never as long as a
+  // client wants. Locking: mutex_ must not be held by the caller.
+
+  // allocate(), when the request need not wait for anything: the first
+  // placement the owner may use has a free block of the size now (or the
+  // request fails its checks before looking for room). Then allocate()
+  // itself runs. nullopt: that domain is full - only eviction, and so a
+  // wait for moves, can make room - or `req.timeout` is not zero (such a
+  // request may wait in allocate(): only the caller can do that waiting).
+  // A race with another thread for the same room makes the allocation
+  // evict here; that starts moves (pipelined) and does not wait for them.
+  std::optional<result<buffer_id>> try_allocate(owner_id owner, const alloc_request& req);
+  // free(). nullopt: another thread holds the buffer's reservation.
+  std::optional<status> try_free(owner_id owner, buffer_id id);
+  // end_cpu_access(). nullopt: another thread holds the buffer's reservation.
+  std::optional<status> try_end_cpu_access(owner_id owner, buffer_id id);
+  // Buffers placed in all domains now: what one stats() walks. Never blocks
+  // on anything but the mutex; O(domains).
+  std::size_t placed_buffers() const;
+
  private:
   // Where a buffer is about to live: a heap index and the memory taken there.
   struct placed {

@@ -76,34 +76,55 @@ route_outcome routed(session_context& ctx, const wire::frame& f) {
   return to_outcome(f.header, H(ctx, *m));
 }
 
+// decode -> try handler T -> encode, or nullopt when T declines.
+template <class M, auto T>
+std::optional<route_outcome> try_routed(session_context& ctx, const wire::frame& f) {
+  using R = typename std::invoke_result_t<decltype(T), session_context&, const M&>::value_type;
+  auto m = wire::decode_message<M>(f);
+  if (!m) return to_outcome(f.header, R(std::move(m).err()));
+  auto r = T(ctx, *m);
+  if (!r) return std::nullopt;
+  return to_outcome(f.header, std::move(*r));
+}
+
 template <class M, auto H>
 constexpr route route_of(run_on where) {
-  return route{.type = M::type, .where = where, .run = &routed<M, H>};
+  return route{.type = M::type, .where = where, .run = &routed<M, H>, .try_run = nullptr};
+}
+
+// A pool route tried on the session first with T (handlers.hpp, try_run).
+template <class M, auto H, auto T>
+constexpr route tried_first(run_on where) {
+  return route{.type = M::type, .where = where, .run = &routed<M, H>, .try_run = &try_routed<M, T>};
 }
 
 // The route table: one line per request type.
 constexpr route routes[] = {
     route_of<wire::hello_request, hello>(run_on::session),
-    route_of<wire::alloc_request, alloc>(run_on::pool),
-    route_of<wire::free_request, free_buffer>(run_on::pool),
-    route_of<wire::share_request, share>(run_on::pool),
+    // Inline when the first allowed domain has room now; eviction: the pool.
+    tried_first<wire::alloc_request, alloc, try_alloc>(run_on::pool),
+    tried_first<wire::free_request, free_buffer, try_free_buffer>(run_on::pool),
+    // The manager mutex only.
+    route_of<wire::share_request, share>(run_on::session),
     route_of<wire::export_request, export_buffer>(run_on::pool),
     route_of<wire::attach_request, attach>(run_on::pool),
     route_of<wire::detach_request, detach>(run_on::pool),
     route_of<wire::map_request, map>(run_on::pool),
     route_of<wire::unmap_request, unmap>(run_on::pool),
     route_of<wire::add_client_fence_request, add_client_fence>(run_on::pool),
-    // Signaling runs the fence's callbacks (the manager's among them).
-    route_of<wire::signal_client_fence_request, signal_client_fence>(run_on::pool),
+    // Signaling runs the fence's callbacks, which never block (they only
+    // post, signal and set atomics; core/fence.hpp).
+    route_of<wire::signal_client_fence_request, signal_client_fence>(run_on::session),
     // Only looks the fence up; the session waits without blocking a thread.
     route_of<wire::wait_request, wait>(run_on::session),
     route_of<wire::validate_request, validate>(run_on::pool),
     route_of<wire::cpu_begin_request, cpu_begin>(run_on::pool),
-    route_of<wire::cpu_end_request, cpu_end>(run_on::pool),
-    route_of<wire::stats_request, stats>(run_on::pool),
+    tried_first<wire::cpu_end_request, cpu_end, try_cpu_end>(run_on::pool),
+    tried_first<wire::stats_request, stats, try_stats>(run_on::pool),
     route_of<wire::import_request, import_fd>(run_on::pool),
     route_of<wire::release_request, release_export>(run_on::pool),
-    route_of<wire::trace_request, trace>(run_on::pool),
+    // The event log's leaf lock; at most max_trace_events events.
+    route_of<wire::trace_request, trace>(run_on::session),
 };
 
 // find_route() indexes the table by type.
@@ -131,7 +152,11 @@ const route* find_route(std::uint16_t type) noexcept {
   return &routes[type - first];
 }
 
-route_outcome run_route(const route* r, session_context& ctx, const wire::frame& f) {
+namespace {
+
+// The answer to a request that is not run at all: before hello, or without
+// a route. Never blocks.
+std::optional<route_outcome> refusal(const route* r, session_context& ctx, const wire::frame& f) {
   if (f.header.type != static_cast<std::uint16_t>(wire::msg_type::hello) && !ctx.greeted.load()) {
     return error_outcome(f.header, fail(errc::bad_state, wire::type_name(f.header.type) + ": send hello first"));
   }
@@ -142,7 +167,21 @@ route_outcome run_route(const route* r, session_context& ctx, const wire::frame&
     return error_outcome(f.header,
                          fail(errc::unsupported, wire::type_name(f.header.type) + ": not implemented by this xbufd"));
   }
+  return std::nullopt;
+}
+
+}  // namespace
+
+route_outcome run_route(const route* r, session_context& ctx, const wire::frame& f) {
+  if (auto no = refusal(r, ctx, f)) return std::move(*no);
   return r->run(ctx, f);
+}
+
+std::optional<route_outcome> try_route(const route* r, session_context& ctx, const wire::frame& f) {
+  if (auto no = refusal(r, ctx, f)) return no;
+  if (r->where == run_on::session) return r->run(ctx, f);
+  if (r->try_run == nullptr) return std::nullopt;
+  return r->try_run(ctx, f);
 }
 
 outgoing_frame finish_wait(const wire::frame_header& request, const fence_wait& w) {
@@ -175,7 +214,11 @@ result<wire::hello_reply> hello(session_context& ctx, const wire::hello_request&
   return wire::hello_reply{.owner = ctx.owner};
 }
 
-result<reply_or_wait<wire::buffer_reply>> alloc(session_context& ctx, const wire::alloc_request& m) {
+namespace {
+
+// alloc's request to the manager; starts the rerun state (its deadline).
+// Errors: invalid_argument (unknown flags).
+result<xbuf::alloc_request> alloc_begin(session_context& ctx, const wire::alloc_request& m) {
   if ((m.flags & ~wire::alloc_known_flags) != 0) {
     ctx.rerun.reset();
     return fail(errc::invalid_argument, "alloc: unknown flags " + std::to_string(m.flags));
@@ -190,7 +233,12 @@ result<reply_or_wait<wire::buffer_reply>> alloc(session_context& ctx, const wire
   req.name = m.name;
   req.cancel = &ctx.cancel;
   req.timeout = fence_clock::duration::zero();  // the session does the waiting
-  auto r = ctx.mm.allocate(ctx.owner, req);
+  return req;
+}
+
+// What alloc answers once the manager answered `r` to `req`.
+result<reply_or_wait<wire::buffer_reply>> alloc_end(session_context& ctx, const wire::alloc_request& m,
+                                                    const xbuf::alloc_request& req, result<buffer_id> r) {
   const auto deadline = ctx.rerun->deadline;
   if (!r && r.code() == errc::out_of_memory && ctx.pressure != nullptr && !ctx.cancel.cancelled()) {
     // No room even after eviction: what is in the way cannot move. Tell
@@ -218,7 +266,28 @@ result<reply_or_wait<wire::buffer_reply>> alloc(session_context& ctx, const wire
       .fence = ctx.mm.room_fence(req.placements), .id = 0, .timeout_ms = ms_until(deadline), .rerun = true});
 }
 
+}  // namespace
+
+result<reply_or_wait<wire::buffer_reply>> alloc(session_context& ctx, const wire::alloc_request& m) {
+  auto req = alloc_begin(ctx, m);
+  if (!req) return std::move(req).err();
+  return alloc_end(ctx, m, *req, ctx.mm.allocate(ctx.owner, *req));
+}
+
+std::optional<result<reply_or_wait<wire::buffer_reply>>> try_alloc(session_context& ctx,
+                                                                   const wire::alloc_request& m) {
+  auto req = alloc_begin(ctx, m);
+  if (!req) return result<reply_or_wait<wire::buffer_reply>>(std::move(req).err());
+  auto r = ctx.mm.try_allocate(ctx.owner, *req);
+  if (!r) return std::nullopt;  // the pool's alloc() starts again from alloc_begin: the same deadline
+  return alloc_end(ctx, m, *req, std::move(*r));
+}
+
 status free_buffer(session_context& ctx, const wire::free_request& m) { return ctx.mm.free(ctx.owner, m.id); }
+
+std::optional<status> try_free_buffer(session_context& ctx, const wire::free_request& m) {
+  return ctx.mm.try_free(ctx.owner, m.id);
+}
 
 status release_export(session_context& ctx, const wire::release_request& m) {
   return ctx.mm.release_export(ctx.owner, m.id);
@@ -359,6 +428,10 @@ status cpu_end(session_context& ctx, const wire::cpu_end_request& m) {
   return ctx.mm.end_cpu_access(ctx.owner, m.id);
 }
 
+std::optional<status> try_cpu_end(session_context& ctx, const wire::cpu_end_request& m) {
+  return ctx.mm.try_end_cpu_access(ctx.owner, m.id);
+}
+
 result<wire::import_reply> import_fd(session_context& ctx, const wire::import_request&) {
   // The fd came with this request's bytes (or is the oldest one this
   // client sent): used for the lookup, then closed with `fd`.
@@ -371,6 +444,11 @@ result<wire::import_reply> import_fd(session_context& ctx, const wire::import_re
 
 result<wire::stats_reply> stats(session_context& ctx, const wire::stats_request& /*m*/) {
   return collect_stats(ctx.mm, ctx.clients, ctx.owner, ctx.daemon_uid);
+}
+
+std::optional<result<wire::stats_reply>> try_stats(session_context& ctx, const wire::stats_request& m) {
+  if (ctx.mm.placed_buffers() > stats_inline_buffers) return std::nullopt;
+  return stats(ctx, m);
 }
 
 result<wire::trace_reply> trace(session_context& ctx, const wire::trace_request& m) {

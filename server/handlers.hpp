@@ -12,6 +12,18 @@
 //     request frame --find_route--> route --run_route--> route_outcome
 //                                    | where: session (never blocks) or
 //                                    |        pool (may block: the manager)
+//                                    | try_run: a pool route's attempt on
+//                                    |        the session (never blocks)
+//
+//   Most requests are answered on the session, without the two thread
+//   switches of a trip to the pool and back (issue 11: on a busy daemon
+//   they were most of a request's cost, the allocator under 0.2%). A pool
+//   route whose work usually needs no waiting has a try_run: the same
+//   handler's work through the manager's calls that never wait
+//   (memory_manager.hpp, "calls that never wait"); when the try declines -
+//   a reservation another thread holds, room only eviction can make - the
+//   request goes to the pool as before, and nothing was done inline. The
+//   reply is the same either way (tests/server/inline_routes_test).
 //
 //   The session (session.hpp) only decides where a route runs, sends the
 //   outcome, and when a handler hands back a fence_wait, waits for its fence
@@ -31,8 +43,19 @@
 // Rules
 //   - Context: a route whose `where` is run_on::pool may block briefly
 //     (manager and buffer locks) and must run on the worker pool, never on
-//     an io_context thread; run_on::session routes never block. Neither
-//     waits for a fence a client controls: such waits become fence_waits.
+//     an io_context thread; run_on::session routes and try_runs never block.
+//     None waits for a fence a client controls: such waits become
+//     fence_waits.
+//   - What "never blocks" allows: the manager mutex (it is held for bounded
+//     work only, never across a wait - memory_manager.hpp, Rules: at worst
+//     the io thread waits for one manager call of a pool thread), leaf
+//     locks (fences, the client registry, the event log), and posting
+//     events. Never a reservation lock except by trylock: another tenant
+//     can hold one of a buffer shared with it for as long as its request's
+//     timeout (a map that migrates the buffer and waits for room), and one
+//     tenant must not stall another's session - nor the io thread, which
+//     serves every session. Work on the session stays small: a stats that
+//     would walk many buffers goes to the pool.
 //   - Every client fence has a deadline of at most max_fence_deadline, so
 //     every fence_wait ends in finite time even if its client never
 //     signals.
@@ -152,6 +175,10 @@ struct route {
   wire::msg_type type;
   run_on where;
   route_outcome (*run)(session_context& ctx, const wire::frame& f);  // decode -> handler -> encode
+  // Optional, for pool routes: the request tried on the session first
+  // (never blocks); nullopt: it would have to wait, nothing was done - run
+  // `run` on the pool. Absent: a pool route always goes to the pool.
+  std::optional<route_outcome> (*try_run)(session_context& ctx, const wire::frame& f) = nullptr;
 };
 
 // Every route, in msg_type order: one per request type this daemon serves.
@@ -165,6 +192,13 @@ const route* find_route(std::uint16_t type) noexcept;
 // else runs the route. Context: that of r->where. Throws only what std
 // throws (bad_alloc); the session turns that into a status.
 route_outcome run_route(const route* r, session_context& ctx, const wire::frame& f);
+
+// The request answered without blocking, if it can be: what run_route
+// answers for a session route, a refusal (before hello, no route) or a
+// pool route's try_run that did not decline. nullopt: run run_route on the
+// pool. Context: never blocks (Rules); any thread, the io thread included.
+// Throws only what std throws (bad_alloc), as run_route.
+std::optional<route_outcome> try_route(const route* r, session_context& ctx, const wire::frame& f);
 
 // The reply to a wait once the fence signaled or the time is up: the
 // fence's own error, or timed_out naming the fence and the timeout.
@@ -185,6 +219,11 @@ result<wire::hello_reply> hello(session_context& ctx, const wire::hello_request&
 // once alloc_wait passed while memory was still on its way).
 result<reply_or_wait<wire::buffer_reply>> alloc(session_context& ctx, const wire::alloc_request& m);
 status free_buffer(session_context& ctx, const wire::free_request& m);
+// alloc and free without waiting (memory_manager::try_allocate, try_free):
+// nullopt when they would have to wait, else what alloc / free answer.
+std::optional<result<reply_or_wait<wire::buffer_reply>>> try_alloc(session_context& ctx,
+                                                                   const wire::alloc_request& m);
+std::optional<status> try_free_buffer(session_context& ctx, const wire::free_request& m);
 // One export of the buffer the client is done with (it and its receivers).
 status release_export(session_context& ctx, const wire::release_request& m);
 status share(session_context& ctx, const wire::share_request& m);
@@ -220,9 +259,16 @@ result<wire::validate_reply> validate(session_context& ctx, const wire::validate
 // the access ends, timed_out).
 result<reply_or_wait<wire::cpu_begin_reply>> cpu_begin(session_context& ctx, const wire::cpu_begin_request& m);
 status cpu_end(session_context& ctx, const wire::cpu_end_request& m);
+// cpu_end without waiting for the buffer's reservation; nullopt: another
+// thread holds it.
+std::optional<status> try_cpu_end(session_context& ctx, const wire::cpu_end_request& m);
 // What the asker may see (stats.hpp, visible_to): its own uid's clients
 // and buffers, or everything for the operator. Never fails.
 result<wire::stats_reply> stats(session_context& ctx, const wire::stats_request& m);
+// stats on the session while the daemon holds at most stats_inline_buffers
+// buffers (each is looked at); nullopt past that: the pool's work.
+inline constexpr std::size_t stats_inline_buffers = 1024;
+std::optional<result<wire::stats_reply>> try_stats(session_context& ctx, const wire::stats_request& m);
 // The memory events after m.since the client may see (stats.hpp, collect_trace).
 result<wire::trace_reply> trace(session_context& ctx, const wire::trace_request& m);
 result<wire::import_reply> import_fd(session_context& ctx, const wire::import_request& m);

@@ -27,6 +27,9 @@ using asio::awaitable;
 
 using local_socket = asio::local::stream_protocol::socket;
 constexpr auto tuple_awaitable = asio::experimental::as_tuple(asio::use_awaitable);
+// Pipelined requests a session answers before it lets the other sessions
+// run (reader).
+constexpr std::size_t yield_every = 16;
 
 class session : public std::enable_shared_from_this<session> {
  public:
@@ -54,6 +57,7 @@ class session : public std::enable_shared_from_this<session> {
   auto report(const char* what);
   void watch_hangup();
   void enqueue(outgoing_frame o);
+  std::size_t send_now(std::span<const std::uint8_t> bytes);
   bool pressure_already_queued(const outgoing_frame& o) const;
   void close_now();
   void update_frame_deadline(bool completed_a_frame);
@@ -90,6 +94,7 @@ class session : public std::enable_shared_from_this<session> {
   bool closing_ = false;      // the reader is done: flush and close
   bool writer_done_ = false;
   bool watching_ = false;     // watch_hangup() is armed
+  bool sending_ = false;      // the writer has a frame out of outq_ on its way
   std::deque<outgoing_frame> outq_;
   // Bytes in outq_ plus the frame being sent: what this client has not
   // taken yet. Past config.max_queued_bytes the session is closed.
@@ -167,7 +172,10 @@ void session::start() {
 // it waits on the client's own fence. This watch sees the socket become
 // readable: end of stream cancels the session's blocking calls; data (a
 // pipelined request) is left for the reader and the watch is re-armed
-// before the next request. Strand only.
+// before the next request that can take time: one that goes to the pool
+// or waits for a fence. A request answered inline ends before anything
+// could be cancelled, so it arms none (a wait and a peek fewer for each).
+// Strand only.
 void session::watch_hangup() {
   if (watching_ || closing_) return;
   watching_ = true;
@@ -188,6 +196,16 @@ void session::watch_hangup() {
 void session::enqueue(outgoing_frame o) {
   if (writer_done_) return;
   if (pressure_already_queued(o)) return;
+  // Nothing queued, nothing on its way: the socket takes the frame now, in
+  // the common case whole - without waking the writer (a handler, a send
+  // through the reactor and re-arming its timer, per reply). What it does
+  // not take is queued first, for the writer. Frames with an fd go the
+  // writer's way (SCM_RIGHTS).
+  if (outq_.empty() && !sending_ && !o.fd && !o.bytes.empty()) {
+    const std::size_t n = send_now(o.bytes);
+    if (n == o.bytes.size()) return;
+    o.bytes.erase(o.bytes.begin(), o.bytes.begin() + static_cast<std::ptrdiff_t>(n));
+  }
   queued_bytes_ += o.bytes.size();
   if (queued_bytes_ > srv_.config.max_queued_bytes) {
     // A client that asks and never reads would otherwise grow the daemon
@@ -199,6 +217,14 @@ void session::enqueue(outgoing_frame o) {
   }
   outq_.push_back(std::move(o));
   wake_.cancel();
+}
+
+// One nonblocking send of what the socket takes now; 0 when it takes
+// nothing or failed (the writer then meets the error and ends the
+// session). Strand only.
+std::size_t session::send_now(std::span<const std::uint8_t> bytes) {
+  const ssize_t k = ::send(sock_.native_handle(), bytes.data(), bytes.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+  return k > 0 ? static_cast<std::size_t>(k) : 0;
 }
 
 // A memory_pressure event for a domain one still waiting in outq_ already
@@ -294,6 +320,7 @@ awaitable<void> session::reader() {
     }
     parser_.feed(std::span<const std::uint8_t>(buf.data(), n));
     bool completed = false;
+    std::size_t handled = 0;
     for (;;) {
       if (closing_) {  // closed meanwhile (limits, shutdown): parsed requests are not run
         stop = true;
@@ -313,9 +340,12 @@ awaitable<void> session::reader() {
         stop = true;
         break;
       }
-      watch_hangup();
       completed = true;
       co_await handle(r.frame_);
+      // Requests answered inline do not give the io thread up: one read of
+      // pipelined ones (16 KiB of stats requests: hundreds) would keep
+      // every other session waiting until all are answered.
+      if (++handled % yield_every == 0) co_await asio::post(sock_.get_executor(), asio::use_awaitable);
     }
   }
   closing_ = true;
@@ -372,6 +402,7 @@ awaitable<void> session::handle(const wire::frame& f) {
     // A handler that must wait hands the session a fence: waited for here,
     // without a thread, then answered or run again (handlers.hpp).
     while (out.wait) {
+      watch_hangup();
       co_await await_fence(*out.wait);
       if (!out.wait->rerun) {
         out.reply = finish_wait(f.header, *out.wait);
@@ -394,12 +425,15 @@ awaitable<void> session::handle(const wire::frame& f) {
   enqueue(internal_error_reply(f.header, failure));
 }
 
-// Runs the request's route where the table says: inline (never blocks) or
-// on the worker pool (may block). The pool job copies the frame and shares
-// the context, so it depends on nothing of the strand.
+// Runs the request's route where the table says: inline when it can be
+// answered without blocking (a session route, or a pool route's try that
+// did not decline), else on the worker pool (may block). The pool job
+// copies the frame and shares the context, so it depends on nothing of the
+// strand.
 awaitable<route_outcome> session::run(const wire::frame& f) {
   const route* r = find_route(f.header.type);
-  if (r == nullptr || r->where == run_on::session) co_return run_route(r, *ctx_, f);
+  if (auto out = try_route(r, *ctx_, f)) co_return std::move(*out);
+  watch_hangup();
   auto job = [ctx = ctx_, r, f] { return run_route(r, *ctx, f); };
   auto out = co_await on_pool(srv_.pool, std::move(job));
   co_return std::move(*out);
@@ -458,7 +492,9 @@ awaitable<void> session::writer() {
     while (!outq_.empty()) {
       outgoing_frame o = std::move(outq_.front());
       outq_.pop_front();
+      sending_ = true;
       const bool sent = co_await send(o);
+      sending_ = false;
       // close_now() may have emptied the account while this frame was out.
       queued_bytes_ -= std::min(queued_bytes_, o.bytes.size());
       if (!sent) {

@@ -6,13 +6,14 @@
 //   A session is the coroutines of one connection, on its own strand:
 //     reader  reads with a size limit, feeds the frame_parser, and handles
 //             one request at a time, in order: the route runs inline or on
-//             the worker pool (handlers.hpp), its reply is queued;
+//             the worker pool (handlers.hpp, try_route), its reply is sent
+//             at once when nothing is queued before it, else queued;
 //     writer  sends the queue of frames (export's reply with its fd as
 //             SCM_RIGHTS); it sleeps on a timer used as a condition variable;
-//   plus a hang-up watch while a request is in flight, so a client that
-//   disappears inside a blocking call cancels it. Events (move_notify,
-//   fence_signaled) arrive through the session's event sink, which only
-//   posts to the strand.
+//   plus a hang-up watch while a request is on the pool or waits for a
+//   fence, so a client that disappears inside a blocking call cancels it.
+//   Events (move_notify, fence_signaled) arrive through the session's event
+//   sink, which only posts to the strand.
 //
 //   A session ends on EOF, a socket error, a malformed frame (after an error
 //   reply when the request id is known) or shutdown; then its owner is
