@@ -31,7 +31,6 @@ std::uint64_t own_block_bytes(const backend& be, const placement& where, std::ui
 result<heap_allocation> allocate_own_block(backend& be, const placement& where, std::uint64_t size,
                                            std::uint64_t alignment, const std::string& who) {
   const bool device = where.kind == memory_kind::device;
-  const std::uint64_t extra = padding_for(granule_of(be, where), alignment);
   const std::uint64_t bytes = own_block_bytes(be, where, size, alignment);
   if (bytes == std::numeric_limits<std::uint64_t>::max()) {
     return fail(errc::out_of_memory, who + ": " + std::to_string(size) + " bytes is beyond any address space");
@@ -39,18 +38,23 @@ result<heap_allocation> allocate_own_block(backend& be, const placement& where, 
   auto block = device ? be.allocate_device(where.device, bytes)
                       : be.allocate_host(bytes, where.kind == memory_kind::host_pinned);
   if (!block) return block.err().prefixed(who);
+  auto a = own_block_allocation(std::move(*block), size, alignment, bytes, be, where);
+  a.needs_clear = device;
+  return a;
+}
+
+heap_allocation own_block_allocation(memory_block_ptr block, std::uint64_t size, std::uint64_t alignment,
+                                     std::uint64_t bytes, const backend& be, const placement& where) {
   std::uint64_t offset = 0;
-  if (extra != 0) {
+  if (padding_for(granule_of(be, where), alignment) != 0) {
     // The address devices use (a registered pinned block's too); the CPU's
     // where no device address is known.
-    const auto& b = **block;
-    const auto base = b.device_ptr != 0 ? b.device_ptr : reinterpret_cast<std::uint64_t>(b.host_ptr);
+    const auto base = block->device_ptr != 0 ? block->device_ptr : reinterpret_cast<std::uint64_t>(block->host_ptr);
     offset = ((base + alignment - 1) & ~(alignment - 1)) - base;
   }
   heap_allocation a;
   a.bytes = bytes;
-  a.needs_clear = device;
-  a.span = memory_span{std::move(*block), static_cast<std::size_t>(offset), static_cast<std::size_t>(size)};
+  a.span = memory_span{std::move(block), static_cast<std::size_t>(offset), static_cast<std::size_t>(size)};
   return a;
 }
 

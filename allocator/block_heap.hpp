@@ -19,7 +19,8 @@
 //
 //   Device blocks are marked needs_clear: a driver hands the pages this
 //   process freed to its next allocation, so an earlier tenant's bytes may
-//   be there. Host blocks are fresh memfd pages, zero from the kernel.
+//   be there. Host blocks are fresh memfd pages, zero from the kernel
+//   (host_heap's pool hands out used ones, marked needs_clear itself).
 //
 // Rules
 //   - As heap.hpp: the manager's mutex guards it.
@@ -49,6 +50,12 @@ std::uint64_t own_block_bytes(const backend& be, const placement& where, std::ui
 // Context: one backend allocation; may block in the kernel or driver.
 result<heap_allocation> allocate_own_block(backend& be, const placement& where, std::uint64_t size,
                                            std::uint64_t alignment, const std::string& who);
+
+// The allocation `allocate_own_block` makes of `block` (a block of
+// own_block_bytes(size, alignment) bytes in `where`): the span at the
+// alignment's offset in it. needs_clear is left false.
+heap_allocation own_block_allocation(memory_block_ptr block, std::uint64_t size, std::uint64_t alignment,
+                                     std::uint64_t bytes, const backend& be, const placement& where);
 
 class block_heap final : public heap {
  public:

@@ -36,11 +36,13 @@
 #include <list>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "allocator/domain.hpp"
+#include "allocator/eviction_policy.hpp"
 #include "allocator/heap.hpp"
 #include "core/reservation.hpp"
 #include "core/thread_annotations.hpp"
@@ -101,6 +103,7 @@ struct buffer {
   bool destroyed XBUF_GUARDED_BY(resv.mutex()) = false;  // [both] gone from the manager
   std::chrono::steady_clock::time_point last_promotion XBUF_GUARDED_BY(resv.mutex()){};  // [both]
   std::list<buffer*>::iterator lru_pos;  // [mgr] in the heap's lru()
+  reuse_history reuse;                   // [mgr] its last uses, for eviction_policy.hpp
   bool owner_released = false;           // [mgr] the owner freed it; alive for importers
   std::set<owner_id> shared_with;        // [mgr]
   // [mgr] the (st_dev, st_ino) keys of its exports in the manager's table
@@ -117,12 +120,13 @@ struct buffer {
     int pins = 0;
     std::uint64_t generation = 0;
     std::size_t attachments = 0;
+    std::optional<range> range_used;  // backing.range_used: where eviction frees a block
   };
   // Reads [both] fields with the manager mutex held and the reservation
   // not: every write holds both locks, so either one suffices to read, a
   // rule -Wthread-safety cannot express (it would ask for the reservation).
   placement_view read_both_unlocked() const XBUF_NO_THREAD_SAFETY_ANALYSIS {
-    return {domain, pins, generation, attachments.size()};
+    return {domain, pins, generation, attachments.size(), backing.range_used};
   }
 
   buffer(buffer_id i, owner_id o, std::uint64_t sz, std::uint64_t align,

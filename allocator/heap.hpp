@@ -29,7 +29,10 @@
 //     here waits on a fence (reap only tests), so holding that mutex across
 //     these calls is fine.
 //   - The LRU list is the manager's: it stores buffers least recently used
-//     first; the heap only owns the container.
+//     first; the heap only owns the container. Eviction does not walk it in
+//     this order: allocator/eviction_policy.hpp orders it by each buffer's
+//     predicted next use, and the list's order only breaks ties (so buffers
+//     without a periodic history still go in LRU order).
 //   - Non-virtual public functions over private do_* virtuals (as
 //     backends/backend.hpp): the accounting above is written once.
 #pragma once

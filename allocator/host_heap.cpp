@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <iterator>
 #include <new>
 #include <utility>
 
@@ -13,6 +14,8 @@ namespace xbuf {
 namespace {
 constexpr std::uint64_t page = 4096;
 constexpr std::uint64_t min_chunks = 8;  // chunking needs a domain of at least this many chunks
+constexpr std::uint64_t pool_cap = 256ull << 20;  // pooled bytes, at most
+constexpr std::size_t pool_max_blocks = 32;       // pooled blocks (an fd each), at most
 }  // namespace
 
 host_heap::host_heap(backend& be, bool pinned, std::uint64_t capacity)
@@ -22,6 +25,8 @@ host_heap::host_heap(backend& be, bool pinned, std::uint64_t capacity)
   // A chunk is allocated (and, pinned, page-locked and charged to the
   // backend's cap) whole: only where it is a small part of the domain.
   if (detaches_ranges(be.caps(), kind) && capacity >= min_chunks * chunk_bytes_) small_max_ = chunk_bytes_ / 16;
+  // Only where release_range knows every export (see the header).
+  if (detaches_ranges(be.caps(), kind)) pool_limit_ = std::min(capacity / 8, pool_cap);
 }
 
 std::unique_ptr<host_heap> host_heap::create(backend& be, bool pinned, std::uint64_t capacity) {
@@ -37,7 +42,54 @@ result<heap_allocation> host_heap::do_allocate(std::uint64_t size, std::uint64_t
     return allocate_small(size, alignment);
   }
   if (own_block_bytes(backend_, where(), size, alignment) > free_bytes()) return no_room(size, free_bytes());
-  return allocate_own_block(backend_, where(), size, alignment, name());
+  return allocate_own(size, alignment);
+}
+
+bool host_heap::backend_fills_host() noexcept {
+  if (fills_host_) return *fills_host_;
+  try {
+    // A page nobody else uses, so the fill races with nothing; dropping it
+    // is fine while the fill runs (the engine holds the block).
+    auto probe = backend_.allocate_host(page, false);
+    if (!probe) return false;  // not known yet: ask again next time
+    auto f = backend_.fill(memory_span{*probe, 0, page}, 0);
+    if (f || f.code() == errc::unsupported) fills_host_ = static_cast<bool>(f);
+    return fills_host_.value_or(false);
+  } catch (...) {
+    return false;
+  }
+}
+
+bool host_heap::pool_may_help(errc code) noexcept {
+  return code == errc::out_of_memory || code == errc::quota_exceeded;
+}
+
+void host_heap::trim_pool(std::uint64_t keep) noexcept {
+  while (pool_bytes_ > keep && !pool_.empty()) {
+    pool_bytes_ -= pool_.front().bytes;
+    pool_.pop_front();  // the backend unmaps it off this thread
+  }
+}
+
+result<heap_allocation> host_heap::allocate_own(std::uint64_t size, std::uint64_t alignment) {
+  const std::uint64_t bytes = own_block_bytes(backend_, where(), size, alignment);
+  // Newest first: its pages are the likeliest still in cache. Page-aligned
+  // requests only: the clear of a reused block starts at the span.
+  for (auto it = pool_.rbegin(); alignment <= page && it != pool_.rend(); ++it) {
+    if (it->bytes != bytes) continue;
+    memory_block_ptr block = std::move(it->block);
+    pool_bytes_ -= bytes;
+    pool_.erase(std::next(it).base());
+    auto a = own_block_allocation(std::move(block), size, alignment, bytes, backend_, where());
+    a.needs_clear = true;  // it held another buffer
+    return a;
+  }
+  auto a = allocate_own_block(backend_, where(), size, alignment, name());
+  if (!a && pool_may_help(a.code()) && pool_bytes_ != 0) {
+    trim_pool();
+    a = allocate_own_block(backend_, where(), size, alignment, name());
+  }
+  return a;
 }
 
 result<heap_allocation> host_heap::allocate_small(std::uint64_t size, std::uint64_t alignment) {
@@ -48,11 +100,16 @@ result<heap_allocation> host_heap::allocate_small(std::uint64_t size, std::uint6
     return carve(chunks_.at(it->second), size, alignment);
   }
   auto block = backend_.allocate_host(chunk_bytes_, where().kind == memory_kind::host_pinned);
+  if (!block && pool_may_help(block.code()) && pool_bytes_ != 0) {
+    trim_pool();
+    block = backend_.allocate_host(chunk_bytes_, where().kind == memory_kind::host_pinned);
+  }
   if (!block) return block.err().prefixed(name() + " chunk");
   auto ranges = range_allocator::create(chunk_bytes_, page);
   if (!ranges) return ranges.err().prefixed(name() + " chunk");
   const memory_block* key = block->get();
-  auto [it, inserted] = chunks_.emplace(key, chunk{std::move(*block), std::move(*ranges), 0, 0});
+  auto [it, inserted] = chunks_.emplace(
+      key, chunk{std::move(*block), std::move(*ranges), 0, 0, std::vector<bool>(chunk_bytes_ / page, false)});
   ++empty_chunks_;
   return carve(it->second, size, alignment);
 }
@@ -65,7 +122,10 @@ result<heap_allocation> host_heap::carve(chunk& c, std::uint64_t size, std::uint
   heap_allocation a;
   a.range_used = *r;
   a.bytes = r->block_size;
-  a.shares_block = true;  // freed ranges were punched: they read as zero, no clear
+  a.shares_block = true;
+  const auto first = c.dirty.begin() + static_cast<std::ptrdiff_t>(r->offset / page);
+  const auto last = first + static_cast<std::ptrdiff_t>(r->block_size / page);
+  a.needs_clear = std::find(first, last, true) != last;  // an earlier buffer's bytes may be there
   a.span = memory_span{c.block, static_cast<std::size_t>(r->offset), static_cast<std::size_t>(size)};
   return a;
 }
@@ -73,15 +133,37 @@ result<heap_allocation> host_heap::carve(chunk& c, std::uint64_t size, std::uint
 void host_heap::do_free(heap_allocation& a) noexcept {
   auto it = a.range_used ? chunks_.find(a.span.block.get()) : chunks_.end();
   if (it == chunks_.end()) {  // a block of its own
+    // Pooled only if the backend says nobody else can reach its pages.
+    if (pool_limit_ != 0 && a.bytes <= pool_limit_ && backend_fills_host() && backend_.release_range(a.span)) {
+      try {
+        pool_.push_back({std::move(a.span.block), a.bytes});
+        pool_bytes_ += a.bytes;
+        while (pool_bytes_ > pool_limit_ || pool_.size() > pool_max_blocks) {
+          pool_bytes_ -= pool_.front().bytes;
+          pool_.pop_front();
+        }
+      } catch (...) {
+        // No room to remember it: it is simply dropped.
+      }
+    }
     a.span.block.reset();
     return;
   }
   chunk& c = it->second;
-  // The whole range, padding included, goes back to the kernel. A range the
-  // backend could not take back stays out of the buddy: better lost
-  // capacity than another tenant's bytes behind an old fd.
+  // The whole range, padding included, is marked: its next buffer is
+  // cleared first. A range the backend could not take back stays out of
+  // the buddy: better lost capacity than another tenant's bytes behind an
+  // old fd.
   const memory_span whole{c.block, a.span.offset, static_cast<std::size_t>(a.bytes)};
-  if (backend_.release_range(whole)) (void)c.ranges.free(*a.range_used);  // never a double free
+  // Where the backend cannot clear host memory its release_range punches
+  // the range (see the header): it reads as zero again, nothing to mark.
+  if (backend_.release_range(whole)) {
+    if (backend_fills_host()) {
+      const auto first = c.dirty.begin() + static_cast<std::ptrdiff_t>(a.span.offset / page);
+      std::fill(first, first + static_cast<std::ptrdiff_t>(a.bytes / page), true);
+    }
+    (void)c.ranges.free(*a.range_used);  // never a double free
+  }
   a.span.block.reset();
   refile(c);
   if (--c.live != 0) return;

@@ -284,6 +284,15 @@ class memory_manager {
                                    const cancel_token* cancel = nullptr,
                                    fence_clock::duration timeout = default_move_timeout);
 
+  // A framework's word on when it uses the buffer next, for eviction
+  // (allocator/eviction_policy.hpp): `done` - not for a while (evicted
+  // before anything unhinted; the buffer's next use clears it), `keep` -
+  // evicted only after every unhinted buffer, `none` - back to the
+  // buffer's own use history. Moves nothing by itself.
+  // Errors: not_found. Context: takes the manager mutex only; never blocks
+  // on a buffer lock or a fence.
+  status advise(owner_id owner, buffer_id id, eviction_hint hint);
+
   // CPU access: makes the buffer CPU-reachable (migrating to host memory if
   // it is in VRAM the CPU cannot map), keeps it there until end_cpu_access,
   // and waits for the work it must not race with: a reader waits for
@@ -400,6 +409,7 @@ class memory_manager {
   result<validate_report> validate_unguarded(owner_id owner, std::span<const buffer_id> ids,
                                              const cancel_token* cancel,
                                              fence_clock::duration timeout);
+  status advise_unguarded(owner_id owner, buffer_id id, eviction_hint hint);
   result<cpu_mapping> begin_cpu_access_unguarded(owner_id owner, buffer_id id, cpu_access_mode mode,
                                                  fence_clock::duration timeout,
                                                  const cancel_token* cancel);

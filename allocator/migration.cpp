@@ -109,6 +109,7 @@ status memory_manager::promote_locked(buffer& b, validate_report& report,
     return ok();
   }
   if (move_locked(b, std::move(*room), memory_event_kind::promote)) {
+    touch_locked(b);  // validate is a use, wherever the buffer was
     ++report.promoted;
     ++counters_.promotions;
   }

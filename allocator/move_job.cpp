@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: MIT
 #include "allocator/move_job.hpp"
 
+#include <algorithm>
 #include <cerrno>
+#include <cstring>
 
 #include "core/fence_join.hpp"
 
@@ -39,7 +41,7 @@ fence_ptr move_job::start(backend& be, memory_span dst, memory_span src,
 void move_job::issue() {
   auto copy = backend_.copy(dst_, src_);
   if (!copy) {
-    finish(to_errno(copy.code()));
+    scrub(to_errno(copy.code()));
     return;
   }
   auto self = shared_from_this();
@@ -53,7 +55,65 @@ void move_job::copied(int error) {
     issue();
     return;
   }
-  finish(error);
+  scrub(error);
+}
+
+std::vector<memory_span> move_job::padding() const {
+  const memory_block& b = *dst_.block;
+  const auto& caps = backend_.caps();
+  if (b.kind == memory_kind::device && !caps.export_fd) return {};
+  std::size_t lo = 0;
+  std::size_t hi = b.size;
+  if (detaches_ranges(caps, b.kind)) {
+    // An export reaches the span's granules only.
+    const std::size_t g =
+        b.kind == memory_kind::device ? std::max<std::size_t>(caps.device_granularity, 4096) : 4096;
+    lo = dst_.offset / g * g;
+    hi = std::min(b.size, (dst_.offset + dst_.size + g - 1) / g * g);
+  }
+  std::vector<memory_span> out;
+  if (lo < dst_.offset) out.push_back({dst_.block, lo, dst_.offset - lo});
+  const std::size_t end = dst_.offset + dst_.size;
+  if (end < hi) out.push_back({dst_.block, end, hi - end});
+  return out;
+}
+
+void move_job::scrub(int error) {
+  std::vector<memory_span> zero = padding();
+  if (error != 0) zero.push_back(dst_);
+  if (zero.empty()) {
+    finish(error);
+    return;
+  }
+  std::vector<fence_ptr> fills;
+  for (const auto& z : zero) {
+    auto f = backend_.fill(z, 0);
+    if (f) {
+      fills.push_back(std::move(*f));
+      continue;
+    }
+    // No fill here: the CPU does it where it can reach the block; a
+    // destination nobody can zero is not handed to the buffer.
+    if (z.block->host_ptr == nullptr) {
+      finish(error != 0 ? error : to_errno(f.code()));
+      return;
+    }
+    std::memset(static_cast<char*>(z.block->host_ptr) + z.offset, 0, z.size);
+  }
+  auto self = shared_from_this();
+  when_all_signaled(std::move(fills), [self, zero = std::move(zero), error](int fill_error) {
+    if (fill_error != 0) {
+      // A failed fill (a device reset) leaves the bytes; the CPU tries.
+      for (const auto& z : zero) {
+        if (z.block->host_ptr == nullptr) {
+          self->finish(error != 0 ? error : fill_error);
+          return;
+        }
+        std::memset(static_cast<char*>(z.block->host_ptr) + z.offset, 0, z.size);
+      }
+    }
+    self->finish(error);
+  });
 }
 
 void move_job::finish(int error) {

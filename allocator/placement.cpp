@@ -104,6 +104,7 @@ void memory_manager::reap_locked() {
 
 void memory_manager::touch_locked(buffer& buf) {
   buf.resv.assert_held();
+  record_use(buf.reuse, next_use_tick());
   auto& lru = at(buf.domain).lru();
   lru.splice(lru.end(), lru, buf.lru_pos);
 }
@@ -304,6 +305,7 @@ result<buffer_id> memory_manager::allocate_unguarded(owner_id owner, const alloc
   }
   auto& h = at(buf->domain);
   buf->lru_pos = h.lru().insert(h.lru().end(), buf.get());
+  touch_locked(*buf);  // allocating is a use: the owner is about to write it
   buf->last_promotion = std::chrono::steady_clock::now();
   accounts_.placed_new(*buf);
   ++counters_.allocations;

@@ -71,13 +71,22 @@ result<fence_ptr> copy_engine::submit_fill(void* dst, std::uint8_t value, std::s
 }
 
 result<fence_ptr> copy_engine::enqueue(job j) {
+  // Looked at before the lock: is_signaled() may poll a backend fence and
+  // run its callbacks, which may submit here.
+  const bool may_inline = config_.inline_max_bytes != 0 && j.bytes <= config_.inline_max_bytes &&
+                          config_.bytes_per_second <= 0 &&
+                          std::all_of(j.wait_for.begin(), j.wait_for.end(),
+                                      [](const fence_ptr& f) { return f->is_signaled(); });
   fence_ptr done;
+  bool run_here = false;
   {
     mutex_lock lock(mutex_);
     if (stopping_) {
       return fail(errc::bad_state, config_.name + ": shutting down, " +
                                        (j.src != nullptr ? "copy" : "fill") + " not queued");
     }
+    // Idle: every job submitted so far has signaled, and none runs.
+    const bool idle = queue_.empty() && !inline_busy_ && signaled_through_ + 1 == next_seqno_;
     // The seqno is taken under the lock together with the queue position, so
     // queue order is seqno order.
     j.seqno = next_seqno_++;
@@ -90,10 +99,65 @@ result<fence_ptr> copy_engine::enqueue(job j) {
     j.done = std::make_shared<engine_fence>(context_, j.seqno, config_.driver_name);
     done = j.done;
     ++stats_.submitted;
-    queue_.push_back(std::move(j));
+    run_here = may_inline && idle && j.extra_latency == fence_clock::duration::zero();
+    if (run_here) {
+      inline_busy_ = true;
+      ++stats_.inline_jobs;
+    } else {
+      queue_.push_back(std::move(j));
+    }
+  }
+  if (run_here) {
+    run_inline(j);
+    return done;
   }
   wake_.notify_all();
   return done;
+}
+
+void copy_engine::run_inline(job& j) noexcept {
+  int error = 0;
+  for (const auto& f : j.wait_for) {
+    if (const int e = f->error(); e != 0) error = e;
+  }
+  if (error == 0 && j.inject_failure) error = -EIO;
+  // (No reset or stop can have come between enqueue's lock and here that
+  // the check after the copy does not see.)
+  if (error == 0) {
+    if (j.src != nullptr) {
+      std::memcpy(j.dst, j.src, j.bytes);
+    } else {
+      std::memset(j.dst, j.fill_value, j.bytes);
+    }
+  }
+  j.dst_keep.reset();
+  j.src_keep.reset();
+  j.wait_for.clear();
+  bool queued = false;
+  {
+    mutex_lock lock(mutex_);
+    // A reset() that came in while the bytes moved fails the job, as it
+    // would on the engine thread.
+    if (error == 0) error = abort_code_locked(j);
+    if (error == 0) {
+      ++stats_.completed;
+      stats_.bytes_copied += j.bytes;
+    } else {
+      ++stats_.failed;
+    }
+    // Signaled under mutex_, unlike on the engine thread: the fence has not
+    // been handed out, so no callback can run here, and no queued job can
+    // signal before it.
+    (void)j.done->signal(error);
+    signaled_through_ = j.seqno;
+    inline_busy_ = false;
+    queued = !queue_.empty();
+  }
+  // The engine thread waits only if jobs were queued meanwhile (an idle
+  // engine is not woken: that wake-up is what running inline saves);
+  // reset() may wait for progress.
+  if (queued) wake_.notify_all();
+  progress_.notify_all();
 }
 
 void copy_engine::fail_next(unsigned count) {
@@ -134,7 +198,8 @@ void copy_engine::run() noexcept {
     job j;
     {
       mutex_lock lock(mutex_);
-      while (!stopping_ && queue_.empty()) lock.wait(wake_);
+      // A job running inline comes first: it has the earlier seqno.
+      while ((!stopping_ && queue_.empty()) || inline_busy_) lock.wait(wake_);
       if (queue_.empty()) return;  // stopping and drained
       j = std::move(queue_.front());
       queue_.pop_front();

@@ -27,10 +27,14 @@
 
 #include <cstddef>
 #include <functional>
+#include <atomic>
+#include <condition_variable>
 #include <map>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <thread>
+#include <vector>
 
 #include "backends/backend.hpp"
 #include "core/mutex.hpp"
@@ -51,7 +55,8 @@ class memfd_mapping {
 
   // A new memfd named `name` (shows in /proc/<pid>/maps as /memfd:name) of
   // `bytes` bytes rounded up to the page size, mapped read-write. The pages
-  // are not touched. Errors: invalid_argument (0 bytes), out_of_memory
+  // are not touched. Mappings of 2 MiB or more are advised MADV_HUGEPAGE
+  // (effective where shmem_enabled allows it). Errors: invalid_argument (0 bytes), out_of_memory
   // (ftruncate or mmap refused the size), io_error.
   // Context: may block in the kernel; allocates.
   static result<memfd_mapping> create(const std::string& name, std::size_t bytes);
@@ -81,6 +86,40 @@ class memfd_mapping {
   int numa_node_ = -1;
 };
 
+// Unmaps and closes mappings on a thread of its own, so that dropping the
+// last reference to a block - often on a copy engine's thread, when a move
+// job ends, or under the memory manager's mutex - does not pay for munmap
+// and the kernel freeing the pages (tens of microseconds per MiB).
+// Started at the first give(); its destructor releases what is still queued
+// and joins the thread (it must not run on that thread: the thread touches
+// only mappings, never blocks, so nothing it drops can own the reclaimer).
+class mapping_reclaimer {
+ public:
+  mapping_reclaimer() = default;
+  ~mapping_reclaimer();
+  mapping_reclaimer(const mapping_reclaimer&) = delete;
+  mapping_reclaimer& operator=(const mapping_reclaimer&) = delete;
+
+  // Releases `m` later on the reclaimer's thread (at once, here, when the
+  // thread cannot start or the queue cannot grow). Never fails or blocks
+  // for long; callable from any thread, under any lock (its mutex is a leaf).
+  void give(memfd_mapping m) noexcept;
+  // Waits until everything given so far is released (tests).
+  void drain() noexcept;
+
+ private:
+  void run() noexcept;
+
+  mutex mutex_;  // leaf
+  std::condition_variable wake_;
+  std::condition_variable idle_;
+  std::vector<memfd_mapping> queue_ XBUF_GUARDED_BY(mutex_);
+  bool busy_ XBUF_GUARDED_BY(mutex_) = false;
+  bool stopping_ XBUF_GUARDED_BY(mutex_) = false;
+  bool started_ XBUF_GUARDED_BY(mutex_) = false;
+  std::thread thread_;
+};
+
 struct memfd_block final : memory_block {
   memfd_mapping mapping;
   std::shared_ptr<void> owner;              // the making backend's shared state
@@ -96,6 +135,14 @@ struct memfd_block final : memory_block {
   };
   mutable mutex detach_mutex;  // a leaf
   mutable std::map<std::size_t, detached_range> detached XBUF_GUARDED_BY(detach_mutex);
+  // export_block handed out a dup of the block's own fd: somebody may map
+  // every page of it for as long as they like, so no page of it may ever
+  // hold another buffer (release_range returns false from then on).
+  mutable std::atomic<bool> exported_whole{false};
+  // Where the mapping goes when the block does (unlocked blocks only: a
+  // locked mapping is released at once, so the pinned pages it still
+  // holds never count twice against RLIMIT_MEMLOCK); null = at once.
+  std::shared_ptr<mapping_reclaimer> reclaimer;
 
   ~memfd_block() override;
 };
@@ -104,7 +151,8 @@ struct memfd_block final : memory_block {
 const memfd_block* owned_block(const memory_block_ptr& p, const void* owner) noexcept;
 
 // A fresh (CLOEXEC) fd for `span` of a memfd_block, with the range's offset
-// within what the fd maps. Errors: io_error (dup failed).
+// within what the fd maps; the block is marked exported_whole. Errors:
+// io_error (dup failed).
 result<exported_memory> export_block(const memfd_block& block, const memory_span& span,
                                      std::string_view who);
 
@@ -128,16 +176,23 @@ result<exported_memory> export_range(const memfd_block& block, const memory_span
 result<exported_memory> export_span(const memfd_block& block, const memory_span& span,
                                     std::string_view who);
 
-// The span's memory goes back to the arena for reuse: if export_range gave
-// it a memfd, the block's own pages are mapped over it again and the block
-// forgets that memfd; its fd holders keep the detached pages and their own
-// bytes, and nothing another buffer writes there later reaches them. Then
-// the range's pages ([span.offset, +span.size rounded up to a page)) go back
-// to the kernel (hole punched): they read as zero and cost no memory until
-// the next buffer there touches them.
-// Context: never fails (a failed remap is reported by returning false, the
-// range then stays detached and must not be reused); takes the detach lock.
-bool release_range(const memfd_block& block, const memory_span& span) noexcept;
+// The span's memory may hold another buffer now (its fences have signaled):
+// if export_range gave it a memfd, the block's own pages are mapped over it
+// again and the block forgets that memfd; its fd holders keep the detached
+// pages and their own bytes, and nothing another buffer writes there later
+// reaches them. Then, unless keep_pages, the range's pages ([span.offset,
+// +span.size rounded up to a page)) go back to the kernel (hole punched):
+// they read as zero and cost no memory until the next buffer touches them.
+// With keep_pages (the sim and host backends) they stay resident with the
+// bytes last written there, so the next buffer does not fault them in
+// again; whoever hands the range to a new owner clears or overwrites it
+// first (the memory manager's needs_clear, a move's padding fill), which
+// needs a backend that can fill that memory.
+// Returns false - the range must not be reused - when the range could not
+// be restored (a failed remap: it stays detached) or when the block's own
+// fd was exported (exported_whole: its receivers map these very pages).
+// Context: never fails otherwise; takes the detach lock.
+bool release_range(const memfd_block& block, const memory_span& span, bool keep_pages = false) noexcept;
 
 // Maps `exported` (taking ownership of its fd) as a block of kind
 // exported.kind on `device`. The imported range must lie within the fd.

@@ -32,6 +32,8 @@ struct host_state {
   std::size_t pageable_bytes = 0;            // guarded by mutex
   std::uint64_t unlocked_pinned_blocks = 0;  // guarded by mutex
   std::vector<std::string> warnings;         // guarded by mutex
+  // Unmaps dropped blocks off the thread that dropped them.
+  const std::shared_ptr<mapping_reclaimer> reclaimer = std::make_shared<mapping_reclaimer>();
 
   host_state() = default;
   host_state(const host_state&) = delete;
@@ -86,7 +88,8 @@ result<std::unique_ptr<host_backend>> create_host_backend(const host_config& con
   state->multi_node = nodes.size() > 1;
 
   auto engine = detail::copy_engine::create(
-      {.name = config.name + " copy", .driver_name = "host-copy", .bytes_per_second = 0});
+      {.name = config.name + " copy", .driver_name = "host-copy", .bytes_per_second = 0,
+       .inline_max_bytes = detail::inline_copy_max});
   if (!engine) return std::move(engine).err();
 
   backend_caps caps;
@@ -177,6 +180,7 @@ result<memory_block_ptr> host_backend::do_allocate_host(std::size_t bytes, bool 
     }
   };
   block->owner = state;
+  block->reclaimer = state->reclaimer;
 
   auto mapping = detail::memfd_mapping::create("xbuf-" + config_.name, bytes);
   if (!mapping) return std::move(mapping).err().prefixed(config_.name + ": allocate_host");
@@ -262,7 +266,7 @@ result<exported_memory> host_backend::do_export_fd(const memory_span& span) {
 
 bool host_backend::do_release_range(const memory_span& span) noexcept {
   const auto* b = detail::owned_block(span.block, state_.get());
-  return b == nullptr || detail::release_range(*b, span);
+  return b == nullptr || detail::release_range(*b, span, /*keep_pages=*/true);
 }
 
 result<memory_block_ptr> host_backend::do_import_fd(const exported_memory& exported, int device) {
@@ -271,6 +275,7 @@ result<memory_block_ptr> host_backend::do_import_fd(const exported_memory& expor
   auto b = detail::import_block(exported, device, config_.name);
   if (!b) return std::move(b).err();
   (*b)->owner = state_;
+  (*b)->reclaimer = state_->reclaimer;
   return memory_block_ptr(std::move(b).value());
 }
 

@@ -27,6 +27,16 @@
 //     the machine's NUMA nodes (numa_nodes()), else errc::invalid_argument. On a
 //     one-node machine nothing is bound (all memory is on that node) and the
 //     block reports the node.
+//   - allocate_host() always gives fresh memfd pages (zero); reusing freed
+//     blocks is the memory manager's pool (allocator/host_heap.hpp), which
+//     asks release_range() whether a block may hold another buffer:
+//     release_range() restores a range an export detached and keeps the
+//     pages (no hole punch: the next buffer does not fault them in again),
+//     and returns false for a block whose own fd was exported.
+//   - Dropped blocks are unmapped and closed on a reclaimer thread (locked
+//     ones at once, so RLIMIT_MEMLOCK never counts them twice); copies of
+//     up to 1 MiB run on the caller's thread when the copy thread is idle
+//     (copy_engine.hpp, "inline").
 //   - Blocks may outlive the backend: they keep the accounting they return
 //     to alive. Destroying the backend signals every unfinished copy's fence
 //     with -ECANCELED.

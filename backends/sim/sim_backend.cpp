@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <cmath>
 #include <mutex>
@@ -33,6 +34,12 @@ struct sim_state {
   mutable xbuf::mutex mutex;  // leaf
   // Size, names and capacities fixed at creation; the rest changes under mutex.
   std::vector<device> devices XBUF_GUARDED_BY(mutex);
+  // How many devices are lost now (written under mutex): copies and fills
+  // look at `lost` under the lock only when some device is, so a small
+  // copy costs no lock here.
+  std::atomic<unsigned> lost_devices{0};
+  // Unmaps dropped device blocks off the thread that dropped them.
+  const std::shared_ptr<mapping_reclaimer> reclaimer = std::make_shared<mapping_reclaimer>();
 };
 
 }  // namespace detail
@@ -99,7 +106,8 @@ result<std::unique_ptr<sim_backend>> create_sim_backend(const sim_config& config
   for (const auto& info : infos) {
     auto e = detail::copy_engine::create({.name = info.name + " copy engine",
                                           .driver_name = "sim-copy",
-                                          .bytes_per_second = config.copy_bytes_per_second});
+                                          .bytes_per_second = config.copy_bytes_per_second,
+                                          .inline_max_bytes = detail::inline_copy_max});
     if (!e) return std::move(e).err().prefixed("sim");
     engines.push_back(std::move(e).value());
   }
@@ -146,7 +154,16 @@ status sim_backend::reset_device(int device, sim_reset_mode mode) {
     // Marked lost before the engine fails its copies, so no new work slips in
     // between (copies check `lost` before they are submitted).
     mutex_lock lock(state_->mutex);
-    state_->devices[static_cast<std::size_t>(device)].lost = mode == sim_reset_mode::lose;
+    auto& d = state_->devices[static_cast<std::size_t>(device)];
+    const bool lose = mode == sim_reset_mode::lose;
+    if (d.lost != lose) {
+      if (lose) {
+        state_->lost_devices.fetch_add(1);
+      } else {
+        state_->lost_devices.fetch_sub(1);
+      }
+    }
+    d.lost = lose;
   }
   engines_[static_cast<std::size_t>(device)]->reset(-EIO);
   return ok();
@@ -203,6 +220,7 @@ result<memory_block_ptr> sim_backend::do_allocate_device(int device, std::size_t
     --state->devices[i].live_blocks;
   };
   block->owner = state;
+  block->reclaimer = state->reclaimer;
   auto mapping = detail::memfd_mapping::create("xbuf-" + name + "-vram", charged);
   if (!mapping) return std::move(mapping).err().prefixed("sim: allocate_device: device " + name);
   block->mapping = std::move(mapping).value();
@@ -243,7 +261,7 @@ result<fence_ptr> sim_backend::do_copy(const memory_span& dst, const memory_span
     if (!f) return std::move(f).err().prefixed("sim");
     return f;
   }
-  {
+  if (state_->lost_devices.load() != 0) {
     mutex_lock lock(state_->mutex);
     for (int d : dev) {
       if (d >= 0 && state_->devices[static_cast<std::size_t>(d)].lost) {
@@ -273,7 +291,7 @@ result<fence_ptr> sim_backend::do_fill(const memory_span& dst, std::uint8_t valu
     if (!f) return std::move(f).err().prefixed("sim");
     return f;
   }
-  {
+  if (state_->lost_devices.load() != 0) {
     mutex_lock lock(state_->mutex);
     if (state_->devices[static_cast<std::size_t>(b->device)].lost) {
       return fail(errc::device_lost, "sim: fill: device " +
@@ -291,7 +309,7 @@ result<fence_ptr> sim_backend::do_fill(const memory_span& dst, std::uint8_t valu
 
 bool sim_backend::do_release_range(const memory_span& span) noexcept {
   if (const auto* b = detail::owned_block(span.block, state_.get()); b != nullptr) {
-    return detail::release_range(*b, span);
+    return detail::release_range(*b, span, /*keep_pages=*/true);
   }
   return host_->release_range(span);
 }
@@ -328,6 +346,7 @@ result<memory_block_ptr> sim_backend::do_import_fd(const exported_memory& export
   auto b = detail::import_block(exported, device, "sim");
   if (!b) return std::move(b).err();
   (*b)->owner = state_;
+  (*b)->reclaimer = state_->reclaimer;
   return memory_block_ptr(std::move(b).value());
 }
 

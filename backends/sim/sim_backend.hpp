@@ -34,6 +34,16 @@
 //     another backend instance is errc::unsupported.
 //   - Imported device memory is mapped, not allocated: it is not charged
 //     against the importing device's VRAM (the exporter's device holds it).
+//   - release_range() of VRAM keeps the range's pages, as a GPU keeps its
+//     VRAM: the range is restored if an export detached it, never hole-
+//     punched, so the next buffer there does not fault the pages in again
+//     (the memory manager clears VRAM before a new owner sees it, and a
+//     move zeroes its padding). It returns false for a block whose own fd
+//     was exported (a whole-block export): its receivers map those pages.
+//   - Copies of up to 1 MiB run on the caller's thread when the device's
+//     engine is idle (copy_engine.hpp, "inline"): their fence is signaled
+//     when copy() returns. Dropped blocks are unmapped on a reclaimer
+//     thread, not on the thread that drops them.
 //   - can_access_peer() and link_count() answer nullopt: for sim the topology
 //     (p2p/, from an hwloc XML) decides.
 //   - Destroying the backend signals every unfinished copy's fence with

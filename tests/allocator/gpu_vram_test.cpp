@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <memory>
 
@@ -137,6 +138,33 @@ TEST_F(GpuVramTest, PageableBuffersShareChunksAndPinnedOnesDoNot) {
   ASSERT_EQ(::fstat(ep->fd, &st), 0);
   EXPECT_EQ(st.st_size, 4 * 1024) << "a pinned buffer is a block of its own";
   ::close(ep->fd);
+}
+
+// A GPU runtime fills device memory only: host memory freed here is not
+// kept for reuse with needs_clear (the clear would be refused) - freed chunk
+// ranges are punched and pinned blocks dropped - so allocating again works
+// and reads zeros, never the previous buffer's bytes.
+TEST_F(GpuVramTest, ReusedHostMemoryNeedsNoFillTheRuntimeCannotDo) {
+  for (auto where : {placement::pageable(), placement::pinned()}) {
+    for (std::uint64_t size : {64 * KiB, 2048 * KiB}) {
+      alloc_request req;
+      req.size = size;
+      req.cpu_access = true;
+      req.placements = {where};
+      for (int round = 0; round < 3; ++round) {
+        auto id = mm_->allocate(owner_, req);
+        ASSERT_TRUE(id) << to_string(where) << " " << size << " round " << round << ": " << id.err().describe();
+        auto c = mm_->begin_cpu_access(owner_, *id, cpu_access_mode::write);
+        ASSERT_TRUE(c) << c.err().describe();
+        const auto* p = static_cast<const unsigned char*>(c->data);
+        EXPECT_EQ(std::count(p, p + size, 0), static_cast<std::ptrdiff_t>(size))
+            << to_string(where) << " " << size << " round " << round << ": the previous buffer's bytes";
+        std::memset(c->data, 0x6b, size);
+        ASSERT_TRUE(mm_->end_cpu_access(owner_, *id));
+        ASSERT_TRUE(mm_->free(owner_, *id));
+      }
+    }
+  }
 }
 
 }  // namespace

@@ -180,12 +180,15 @@ TEST_F(HostChunkTest, LargeOrAlignedAllocationsGetABlockOfTheirOwn) {
   EXPECT_NE(large->span.block, small->span.block);
 }
 
-// A freed range's pages go back to the kernel: the next buffer there reads
-// zeros, not the bytes of the one before (which may be another tenant's).
-TEST_F(HostChunkTest, AFreedRangeReadsAsZeroForTheNextBuffer) {
+// A freed range keeps its pages (faulting them in again is most of a small
+// move's cost), so it may hold the bytes of the buffer before (which may be
+// another tenant's): the next buffer there is handed out needs_clear, and
+// a range no buffer ever held is not.
+TEST_F(HostChunkTest, AFreedRangeIsMarkedForClearingBeforeItsNextBuffer) {
   auto h = host_heap::create(*sim, true, 256 * MiB);
   auto a = h->allocate(64 * KiB, 0);
   ASSERT_TRUE(a) << a.err().describe();
+  EXPECT_FALSE(a->needs_clear) << "a range no buffer held reads as zero from the kernel";
   char* p = static_cast<char*>(a->span.block->host_ptr) + a->span.offset;
   std::memset(p, 0x5a, 64 * KiB);
   const auto offset = a->span.offset;
@@ -193,9 +196,10 @@ TEST_F(HostChunkTest, AFreedRangeReadsAsZeroForTheNextBuffer) {
   auto b = h->allocate(64 * KiB, 0);
   ASSERT_TRUE(b);
   ASSERT_EQ(b->span.offset, offset) << "the buddy hands the same range out again";
-  const char* q = static_cast<const char*>(b->span.block->host_ptr) + b->span.offset;
-  std::vector<char> zero(64 * KiB, 0);
-  EXPECT_EQ(std::memcmp(q, zero.data(), zero.size()), 0);
+  EXPECT_TRUE(b->needs_clear) << "the range held a buffer: the manager clears it first";
+  auto c = h->allocate(4 * KiB, 0);
+  ASSERT_TRUE(c);
+  EXPECT_FALSE(c->needs_clear) << "only ranges over used pages are marked";
 }
 
 // An exported chunk range reaches its own pages only; once freed, the old
@@ -256,6 +260,107 @@ TEST_F(HostChunkTest, ASmallCapacityTurnsChunkingOff) {
   auto a = h->allocate(4 * KiB, 0);
   ASSERT_TRUE(a);
   EXPECT_FALSE(a->shares_block);
+}
+
+// ---------------------------------------------------------------- host pool
+
+using HostPoolTest = sim_fixture;
+
+// A freed own block keeps its pages for the next allocation of its size:
+// no memfd_create, no faults. Reused, it is marked for clearing.
+TEST_F(HostPoolTest, AFreedBlockIsReusedForTheSameSizeAndMarkedForClearing) {
+  auto h = host_heap::create(*sim, false, 64 * MiB);  // no chunks: every allocation a block
+  ASSERT_EQ(h->small_max(), 0u);
+  ASSERT_EQ(h->pool_limit(), 8 * MiB);
+  auto a = h->allocate(1 * MiB, 0);
+  ASSERT_TRUE(a) << a.err().describe();
+  EXPECT_FALSE(a->needs_clear) << "a fresh memfd reads as zero";
+  const memory_block* block = a->span.block.get();
+  std::memset(a->span.block->host_ptr, 0x5a, 1 * MiB);
+  h->release(std::move(*a), {});
+  EXPECT_EQ(h->pooled_blocks(), 1u);
+  EXPECT_EQ(h->pooled_bytes(), 1 * MiB);
+  EXPECT_EQ(h->used(), 0u) << "pooled bytes are free for the heap";
+  auto other = h->allocate(2 * MiB, 0);
+  ASSERT_TRUE(other);
+  EXPECT_NE(other->span.block.get(), block) << "only an allocation of the same bytes takes it";
+  auto b = h->allocate(1 * MiB, 0);
+  ASSERT_TRUE(b);
+  EXPECT_EQ(b->span.block.get(), block);
+  EXPECT_TRUE(b->needs_clear) << "it holds the previous buffer's bytes";
+  EXPECT_EQ(h->pooled_blocks(), 0u);
+}
+
+// A block whose own fd was exported may be mapped by its receivers for as
+// long as they like: it never holds another buffer, and its pages keep
+// what the receivers see.
+TEST_F(HostPoolTest, AnExportedBlockIsNeverPooled) {
+  auto h = host_heap::create(*sim, false, 64 * MiB);
+  auto a = h->allocate(1 * MiB, 0);
+  ASSERT_TRUE(a);
+  std::memset(a->span.block->host_ptr, 'A', 1 * MiB);
+  auto e = sim->export_fd(a->span);
+  ASSERT_TRUE(e) << e.err().describe();
+  auto* view = static_cast<char*>(::mmap(nullptr, 1 * MiB, PROT_READ, MAP_SHARED, e->fd, 0));
+  ASSERT_NE(view, MAP_FAILED);
+  struct stat old_st {};
+  ASSERT_EQ(::fstat(e->fd, &old_st), 0);
+  h->release(std::move(*a), {});
+  EXPECT_EQ(h->pooled_blocks(), 0u) << "closed, not pooled";
+  auto b = h->allocate(1 * MiB, 0);
+  ASSERT_TRUE(b);
+  struct stat new_st {};
+  ASSERT_EQ(::fstat(b->span.block->fd, &new_st), 0);
+  EXPECT_NE(new_st.st_ino, old_st.st_ino) << "the exported memory file holds a buffer again";
+  std::memset(b->span.block->host_ptr, 'B', 1 * MiB);
+  EXPECT_EQ(view[0], 'A');
+  EXPECT_EQ(view[1 * MiB - 1], 'A') << "the receiver sees its own bytes, never the next buffer's";
+  ::munmap(view, 1 * MiB);
+  ::close(e->fd);
+}
+
+TEST_F(HostPoolTest, ThePoolIsBoundedInBytesAndBlocks) {
+  auto h = host_heap::create(*sim, false, 64 * MiB);  // pool limit 8 MiB
+  std::vector<heap_allocation> live;
+  for (int i = 0; i < 12; ++i) {
+    auto a = h->allocate(1 * MiB, 0);
+    ASSERT_TRUE(a);
+    live.push_back(std::move(*a));
+  }
+  for (auto& a : live) h->release(std::move(a), {});
+  EXPECT_EQ(h->pooled_bytes(), 8 * MiB);
+  EXPECT_EQ(h->pooled_blocks(), 8u);
+  live.clear();
+  for (int i = 0; i < 40; ++i) {
+    auto a = h->allocate(8 * KiB, 0);
+    ASSERT_TRUE(a);
+    live.push_back(std::move(*a));
+  }
+  for (auto& a : live) h->release(std::move(a), {});
+  EXPECT_LE(h->pooled_blocks(), 32u) << "each pooled block is an fd";
+  EXPECT_LE(h->pooled_bytes(), 8 * MiB);
+  h->trim_pool();
+  EXPECT_EQ(h->pooled_blocks(), 0u);
+  EXPECT_EQ(h->pooled_bytes(), 0u);
+}
+
+// Pooled pinned blocks stay page-locked and charged to the backend's pinned
+// cap: an allocation the cap refuses gets the pool's bytes back first.
+TEST_F(HostPoolTest, ThePoolNeverMakesAnAllocationFail) {
+  sim_config c = make_sim_config(1, 1 * MiB);
+  c.host.pinned_limit_bytes = 4 * MiB;
+  c.host.pinned_fallback_unlocked = true;
+  auto s = create_sim_backend(c);
+  ASSERT_TRUE(s);
+  auto h = host_heap::create(**s, true, 16 * MiB);  // no chunks; pool limit 2 MiB
+  ASSERT_EQ(h->small_max(), 0u);
+  auto a = h->allocate(2 * MiB, 0);
+  ASSERT_TRUE(a) << a.err().describe();
+  h->release(std::move(*a), {});
+  ASSERT_EQ(h->pooled_bytes(), 2 * MiB);
+  auto b = h->allocate(3 * MiB, 0);  // 2 pooled + 3 > the 4 MiB cap
+  ASSERT_TRUE(b) << b.err().describe();
+  EXPECT_EQ(h->pooled_bytes(), 0u);
 }
 
 // ---------------------------------------------------------------- block heap

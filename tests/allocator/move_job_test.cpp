@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstring>
@@ -77,6 +78,31 @@ TEST_F(MoveJobTest, EveryTryFailingSignalsTheLastErrorAndReportsIt) {
   ASSERT_TRUE(moved->wait(10s));
   EXPECT_EQ(moved->error(), -EIO);
   EXPECT_EQ(done.load(), -EIO) << "the owner learns the contents are lost";
+}
+
+// The destination may have held another buffer: a move that failed for
+// good leaves zeros there, never the previous owner's bytes.
+TEST_F(MoveJobTest, EveryTryFailingLeavesTheDestinationZeroedNotItsOldBytes) {
+  std::memset(dst.block->host_ptr, 0x77, bytes);
+  ASSERT_TRUE(sim->fail_next_copies(0, 3));
+  auto moved = move_job::start(*sim, dst, src, {}, 2);
+  ASSERT_TRUE(moved->wait(10s));
+  EXPECT_EQ(moved->error(), -EIO);
+  const auto* p = static_cast<const unsigned char*>(dst.block->host_ptr);
+  EXPECT_EQ(std::count(p, p + bytes, 0), static_cast<std::ptrdiff_t>(bytes));
+}
+
+// The copy writes the buffer's bytes; the rest of the page an export of the
+// destination maps is zeroed before the move fence signals.
+TEST_F(MoveJobTest, TheDestinationsPaddingIsZeroedBeforeTheMoveSignals) {
+  constexpr std::size_t n = bytes - 100;
+  std::memset(dst.block->host_ptr, 0x77, bytes);
+  auto moved = move_job::start(*sim, memory_span{dst.block, 0, n}, memory_span{src.block, 0, n}, {}, 0);
+  ASSERT_TRUE(moved->wait(10s));
+  EXPECT_EQ(moved->error(), 0);
+  const auto* p = static_cast<const unsigned char*>(dst.block->host_ptr);
+  EXPECT_EQ(std::count(p, p + n, 0x5a), static_cast<std::ptrdiff_t>(n)) << "the buffer's bytes";
+  EXPECT_EQ(std::count(p + n, p + bytes, 0), 100) << "the padding keeps old bytes";
 }
 
 }  // namespace
