@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <bit>
 #include <iterator>
+#include <new>
 #include <utility>
 
 #include "allocator/block_heap.hpp"
@@ -92,9 +93,11 @@ result<heap_allocation> host_heap::allocate_own(std::uint64_t size, std::uint64_
 }
 
 result<heap_allocation> host_heap::allocate_small(std::uint64_t size, std::uint64_t alignment) {
-  for (auto& [key, c] : chunks_) {
-    auto a = carve(c, size, alignment);
-    if (a || a.code() != errc::out_of_memory) return a;
+  // Best fit among chunks: the fullest one that has a block big enough.
+  // (alignment <= page here, and buddy blocks are aligned to their size.)
+  const std::uint64_t carved = std::bit_ceil(std::max({size, page, alignment}));
+  if (auto it = room_.lower_bound({carved, nullptr}); it != room_.end()) {
+    return carve(chunks_.at(it->second), size, alignment);
   }
   auto block = backend_.allocate_host(chunk_bytes_, where().kind == memory_kind::host_pinned);
   if (!block && pool_may_help(block.code()) && pool_bytes_ != 0) {
@@ -106,14 +109,16 @@ result<heap_allocation> host_heap::allocate_small(std::uint64_t size, std::uint6
   if (!ranges) return ranges.err().prefixed(name() + " chunk");
   const memory_block* key = block->get();
   auto [it, inserted] = chunks_.emplace(
-      key, chunk{std::move(*block), std::move(*ranges), 0, std::vector<bool>(chunk_bytes_ / page, false)});
+      key, chunk{std::move(*block), std::move(*ranges), 0, 0, std::vector<bool>(chunk_bytes_ / page, false)});
+  ++empty_chunks_;
   return carve(it->second, size, alignment);
 }
 
 result<heap_allocation> host_heap::carve(chunk& c, std::uint64_t size, std::uint64_t alignment) {
   auto r = c.ranges.allocate(size, alignment);
   if (!r) return r.err();
-  ++c.live;
+  if (c.live++ == 0) --empty_chunks_;
+  refile(c);
   heap_allocation a;
   a.range_used = *r;
   a.bytes = r->block_size;
@@ -160,12 +165,30 @@ void host_heap::do_free(heap_allocation& a) noexcept {
     (void)c.ranges.free(*a.range_used);  // never a double free
   }
   a.span.block.reset();
-  --c.live;
-  if (c.live != 0) return;
+  refile(c);
+  if (--c.live != 0) return;
   // Keep one empty chunk as a spare, so a buffer freed and allocated again
   // does not create and drop a chunk each time.
-  const auto empty = std::count_if(chunks_.begin(), chunks_.end(), [](const auto& kv) { return kv.second.live == 0; });
-  if (empty > 1) chunks_.erase(it);
+  if (++empty_chunks_ > 1) {
+    room_.erase({c.filed, it->first});
+    chunks_.erase(it);
+    --empty_chunks_;
+  }
+}
+
+void host_heap::refile(chunk& c) noexcept {
+  const memory_block* key = c.block.get();
+  if (c.filed != 0) room_.erase({c.filed, key});
+  c.filed = c.ranges.largest_free_block();
+  // Only a std::bad_alloc of the set's node could fail here: a chunk not
+  // filed is never picked again, which costs a chunk, never correctness.
+  if (c.filed != 0) {
+    try {
+      room_.insert({c.filed, key});
+    } catch (const std::bad_alloc&) {
+      c.filed = 0;
+    }
+  }
 }
 
 std::uint64_t host_heap::do_largest_free_block() const noexcept { return free_bytes(); }

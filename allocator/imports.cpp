@@ -60,9 +60,9 @@ result<imported_buffer> memory_manager::import_fd_unguarded(owner_id importer, i
   if (rec == exports_.end()) {
     return fail(errc::not_found, what + ": not memory this allocator exported (or its buffer is gone)");
   }
-  auto it = buffers_.find(rec->second.id);
-  if (it == buffers_.end()) return fail(errc::not_found, what + ": its " + buffer_name(rec->second.id) + " is gone");
-  buffer& buf = *it->second;
+  const auto* found = buffers_.find(rec->second.id);
+  if (found == nullptr) return fail(errc::not_found, what + ": its " + buffer_name(rec->second.id) + " is gone");
+  buffer& buf = **found;
   const auto view = buf.read_both_unlocked();
   if (view.generation != rec->second.generation) {
     return fail(errc::not_found, what + ": " + buffer_name(buf.id) +

@@ -117,10 +117,10 @@ memory_manager::~memory_manager() {
   std::vector<fence_ptr> pending;
   {
     mutex_lock lock(mutex_);
-    for (auto& [id, buf] : buffers_) {
+    buffers_.for_each([&](buffer_id, const std::shared_ptr<buffer>& buf) {
       auto fs = buf->resv.fences(fence_usage::bookkeep);
       pending.insert(pending.end(), fs.begin(), fs.end());
-    }
+    });
     for (auto& h : heaps_) {
       auto fs = h->pending_fences();
       pending.insert(pending.end(), fs.begin(), fs.end());
@@ -212,9 +212,9 @@ result<buffer_info> memory_manager::info(owner_id owner, buffer_id id) const {
 // ------------------------------------------------------------------- lookups
 
 std::shared_ptr<buffer> memory_manager::find_locked(owner_id owner, buffer_id id) const {
-  auto it = buffers_.find(id);
-  if (it == buffers_.end()) return nullptr;
-  const auto& buf = it->second;
+  const auto* found = buffers_.find(id);
+  if (found == nullptr) return nullptr;
+  const auto& buf = *found;
   if (buf->owner != owner && !buf->shared_with.contains(owner)) return nullptr;
   return buf;
 }
@@ -225,9 +225,9 @@ std::shared_ptr<attachment> memory_manager::find_attachment_locked(
   if (it == attachment_index_.end()) return nullptr;
   auto att = it->second.lock();
   if (!att || att->owner != owner) return nullptr;
-  auto b = buffers_.find(attachment_buffer_.at(id));
-  if (b == buffers_.end()) return nullptr;
-  *buf = b->second;
+  const auto* b = buffers_.find(attachment_buffer_.at(id));
+  if (b == nullptr) return nullptr;
+  *buf = *b;
   return att;
 }
 
@@ -360,12 +360,12 @@ std::size_t memory_manager::release_owner(owner_id owner) {
     for (auto& [id, w] : attachment_index_) {
       if (auto a = w.lock(); a && a->owner == owner) atts.push_back(id);
     }
-    for (auto& [id, b] : buffers_) {
+    buffers_.for_each([&](buffer_id id, const std::shared_ptr<buffer>& b) {
       if (b->owner == owner && !b->owner_released) bufs.push_back(id);
       if (auto h = b->export_holds.find(owner); h != b->export_holds.end()) {
         held.emplace_back(id, h->second);
       }
-    }
+    });
     if (auto it = owner_fences_.find(owner); it != owner_fences_.end()) {
       for (auto& w : it->second) {
         if (auto f = w.lock()) fences.push_back(std::move(f));

@@ -64,6 +64,7 @@
 
 #include "allocator/accounting.hpp"
 #include "allocator/buffer.hpp"
+#include "allocator/buffer_index.hpp"
 #include "allocator/deadline_watchdog.hpp"
 #include "allocator/domain.hpp"
 #include "allocator/event_log.hpp"
@@ -553,12 +554,11 @@ class memory_manager {
 
   mutable mutex mutex_;
   std::vector<std::unique_ptr<heap>> heaps_ XBUF_GUARDED_BY(mutex_);
-  std::map<buffer_id, std::shared_ptr<buffer>> buffers_ XBUF_GUARDED_BY(mutex_);
+  buffer_index buffers_ XBUF_GUARDED_BY(mutex_);
   std::map<attachment_id, std::weak_ptr<attachment>> attachment_index_ XBUF_GUARDED_BY(mutex_);
   std::map<attachment_id, buffer_id> attachment_buffer_ XBUF_GUARDED_BY(mutex_);
   std::map<owner_id, std::vector<std::weak_ptr<fence>>> owner_fences_ XBUF_GUARDED_BY(mutex_);
   accounting accounts_ XBUF_GUARDED_BY(mutex_);
-  buffer_id next_buffer_id_ XBUF_GUARDED_BY(mutex_) = 1;
   attachment_id next_attachment_id_ XBUF_GUARDED_BY(mutex_) = 1;
   manager_counters counters_ XBUF_GUARDED_BY(mutex_);
   event_log events_;  // its own leaf lock

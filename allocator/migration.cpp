@@ -37,7 +37,7 @@ status memory_manager::move_locked(buffer& buf, placed to, memory_event_kind why
   auto in_flight = buf.resv.fences(fence_usage::bookkeep);
   auto failed = failed_moves_;
   std::weak_ptr<buffer> weak;
-  if (auto it = buffers_.find(buf.id); it != buffers_.end()) weak = it->second;
+  if (const auto* found = buffers_.find(buf.id)) weak = *found;
   fence_ptr moved = move_job::start(backend_, to.allocation.span, buf.backing.span, in_flight,
                                     config_.move_retries, [failed, weak](int error) {
                                       if (error == 0) return;

@@ -279,7 +279,7 @@ result<buffer_id> memory_manager::allocate_unguarded(owner_id owner, const alloc
                                             format_bytes(largest) + ")");
   }
   if (auto s = accounts_.charge_new(owner, req.size, req.no_evict, what); !s) return std::move(s).err();
-  const buffer_id id = next_buffer_id_++;
+  const buffer_id id = buffers_.claim();
   auto buf = std::make_shared<buffer>(id, owner, req.size, req.alignment, req.placements,
                                       req.cpu_access, req.no_evict, req.name);
   // Nobody else knows this buffer yet: its lock is free and taking it under
@@ -289,6 +289,7 @@ result<buffer_id> memory_manager::allocate_unguarded(owner_id owner, const alloc
   if (!room) {
     accounts_.refund_new(owner, req.size, req.no_evict);
     buf->resv.mutex().unlock();
+    buffers_.cancel(id);
     return std::move(room).err();
   }
   buf->domain = room->domain;
@@ -299,6 +300,7 @@ result<buffer_id> memory_manager::allocate_unguarded(owner_id owner, const alloc
     at(buf->domain).release(std::move(buf->backing), {});
     accounts_.refund_new(owner, req.size, req.no_evict);
     buf->resv.mutex().unlock();
+    buffers_.cancel(id);
     return std::move(s).err().prefixed(what);
   }
   auto& h = at(buf->domain);
@@ -309,7 +311,7 @@ result<buffer_id> memory_manager::allocate_unguarded(owner_id owner, const alloc
   ++counters_.allocations;
   events_.record({.kind = memory_event_kind::alloc, .owner = owner, .buffer = id, .bytes = req.size,
                   .to = buf->domain});
-  buffers_.emplace(id, buf);
+  buffers_.fill(id, buf);
   buf->resv.mutex().unlock();
   return id;
 }

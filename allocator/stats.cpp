@@ -9,6 +9,7 @@
 //     reservation, so they never wait behind a migration.
 #include "allocator/memory_manager.hpp"
 
+#include <algorithm>
 #include <map>
 
 #include "allocator/detail/manager_names.hpp"
@@ -23,7 +24,7 @@ manager_stats memory_manager::stats() {
   manager_stats s;
   for (const auto& h : heaps_) s.domains.push_back(h->stats());
   auto owners = accounts_.owners();
-  for (const auto& [id, b] : buffers_) {
+  buffers_.for_each([&](buffer_id, const std::shared_ptr<buffer>& b) {
     const auto view = b->read_both_unlocked();  // manager mutex held
     if (!b->export_holds.empty() && view.domain >= 0) {
       s.domains[static_cast<std::size_t>(view.domain)].exported_bytes += b->size;
@@ -38,7 +39,7 @@ manager_stats memory_manager::stats() {
     } else {
       o.freed_attached_bytes += b->size;
     }
-  }
+  });
   for (auto& [o, st] : owners) s.owners.push_back(st);
   s.counters = counters_;
   s.counters.failed_moves = failed_moves_->load();
@@ -70,8 +71,10 @@ std::vector<buffer_info> memory_manager::buffers() const {
   std::vector<std::pair<owner_id, buffer_id>> ids;
   {
     mutex_lock lock(mutex_);
-    for (auto& [id, b] : buffers_) ids.emplace_back(b->owner, id);
+    buffers_.for_each([&](buffer_id id, const std::shared_ptr<buffer>& b) { ids.emplace_back(b->owner, id); });
   }
+  // In id order, as callers (xbuf stat, tests) have always seen them.
+  std::sort(ids.begin(), ids.end(), [](const auto& a, const auto& b) { return a.second < b.second; });
   std::vector<buffer_info> out;
   for (auto [o, id] : ids) {
     if (auto i = info(o, id)) out.push_back(std::move(*i));

@@ -9,8 +9,9 @@
 // and a poller per copy; the ratio (backend / raw, 1.00 = no overhead) says
 // what that costs at each size.
 //
-// Without libcuda or a device it prints why and exits 0 (skipped), so it can
-// run in any CI.
+// Output: bench/common/report.hpp's JSON lines, gpu_copy_{h2d,d2h}_<KiB>k,
+// repetitions interleaved; --short: 1 MiB only. Without libcuda or a device
+// it prints a "skipped" line saying why and exits 0, so it runs in any CI.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -20,6 +21,7 @@
 #include "backends/cuda/cuda_backend.hpp"
 #include "backends/cuda/cuda_driver.hpp"
 #include "backends/cuda/cuda_error.hpp"
+#include "bench/common/report.hpp"
 
 namespace {
 
@@ -69,57 +71,62 @@ struct raw_driver {
 
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
+  namespace bench = xbuf::bench;
+  const bool quick = bench::short_mode(argc, argv);
   auto made = xbuf::create_cuda_backend();
   if (!made) {
-    std::printf("copy_bandwidth_bench: skipped: %s\n", made.err().describe().c_str());
+    bench::report_skipped("gpu_copy", made.err().describe());
     return 0;
   }
   auto& b = **made;
-  std::printf("device 0: %s (%s), driver %d\n", b.devices()[0].name.c_str(), b.devices()[0].pci_address.c_str(),
-              (*xbuf::cuda_driver::load())->version());
-  const std::vector<std::size_t> sizes = {std::size_t{64} << 10, std::size_t{1} << 20, std::size_t{16} << 20,
-                                          std::size_t{256} << 20};
+  std::fprintf(stderr, "device 0: %s (%s), driver %d\n", b.devices()[0].name.c_str(),
+               b.devices()[0].pci_address.c_str(), (*xbuf::cuda_driver::load())->version());
+  const std::vector<std::size_t> sizes =
+      quick ? std::vector<std::size_t>{std::size_t{1} << 20}
+            : std::vector<std::size_t>{std::size_t{64} << 10, std::size_t{1} << 20, std::size_t{16} << 20,
+                                       std::size_t{256} << 20};
   const std::size_t max = sizes.back();
   auto host = b.allocate_host(max, true);
   auto dev = b.allocate_device(0, max);
   if (!host || !dev) {
-    std::printf("copy_bandwidth_bench: allocation failed: %s\n",
-                (!host ? host.err() : dev.err()).describe().c_str());
+    std::fprintf(stderr, "copy_bandwidth_bench: allocation failed: %s\n",
+                 (!host ? host.err() : dev.err()).describe().c_str());
     return 1;
   }
   std::memset((*host)->host_ptr, 0x3c, max);
   raw_driver raw;
   if (!raw.open(max)) {
-    std::printf("copy_bandwidth_bench: raw driver setup failed\n");
+    std::fprintf(stderr, "copy_bandwidth_bench: raw driver setup failed\n");
     return 1;
   }
   const CUdeviceptr host_addr = (*host)->device_ptr;
 
-  std::printf("%-10s %-5s %12s %12s %7s   (limit: raw cuMemcpyAsync + cuStreamSynchronize)\n", "size", "dir",
-              "xbuf GiB/s", "raw GiB/s", "ratio");
+  const int figure_reps = quick ? 3 : 7;
   for (std::size_t n : sizes) {
-    const int reps = static_cast<int>(std::clamp<std::size_t>((std::size_t{2} << 30) / n, 5, 2000));
+    const int reps = static_cast<int>(std::clamp<std::size_t>((std::size_t{1} << 30) / n, 5, 1000));
     for (bool h2d : {true, false}) {
       xbuf::memory_span d{*dev, 0, n};
       xbuf::memory_span h{*host, 0, n};
       // Warm up both paths once.
       (void)(*b.copy(h2d ? d : h, h2d ? h : d))->wait();
       (void)raw.copy(h2d ? raw.dev : host_addr, h2d ? host_addr : raw.dev, n, 1);
-
-      const auto t0 = clock_type::now();
-      for (int i = 0; i < reps; ++i) {
-        auto f = b.copy(h2d ? d : h, h2d ? h : d);
-        if (!f || !(*f)->wait() || (*f)->error() != 0) {
-          std::printf("copy failed\n");
-          return 1;
+      bench::figure f{std::string("gpu_copy_") + (h2d ? "h2d_" : "d2h_") + std::to_string(n >> 10) + "k", "GiB/s",
+                      "raw cuMemcpyAsync + cuStreamSynchronize, same pinned pages", bench::at_least(0.95), {}, {}};
+      for (int r = 0; r < figure_reps; ++r) {
+        const auto t0 = clock_type::now();
+        for (int i = 0; i < reps; ++i) {
+          auto c = b.copy(h2d ? d : h, h2d ? h : d);
+          if (!c || !(*c)->wait() || (*c)->error() != 0) {
+            std::fprintf(stderr, "copy_bandwidth_bench: copy failed\n");
+            return 1;
+          }
         }
+        const auto ours = clock_type::now() - t0;
+        const auto theirs = raw.copy(h2d ? raw.dev : host_addr, h2d ? host_addr : raw.dev, n, reps);
+        f.add(gib_per_s(n, reps, ours), gib_per_s(n, reps, theirs));
       }
-      const auto ours = clock_type::now() - t0;
-      const auto theirs = raw.copy(h2d ? raw.dev : host_addr, h2d ? host_addr : raw.dev, n, reps);
-      const double a = gib_per_s(n, reps, ours);
-      const double r = gib_per_s(n, reps, theirs);
-      std::printf("%-10zu %-5s %12.2f %12.2f %7.2f\n", n, h2d ? "H2D" : "D2H", a, r, a / r);
+      bench::report(f);
     }
   }
   return 0;

@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <cerrno>
 
+#include "core/futex.hpp"
 #include "core/timeline.hpp"
 
 namespace xbuf {
@@ -120,6 +121,12 @@ status fence::signal_one(int error) noexcept {
     callbacks_done_.notify_all();
   }
   callbacks_done_.notify_all();
+  // Sleeping waiters last, as the kernel's default wait is the last of a
+  // fence's callbacks: when wait() returns, the callbacks added before it
+  // began have run (a move's completion marks its buffer lost before anyone
+  // waiting for the move looks).
+  settled_.store(true, std::memory_order_seq_cst);
+  wake_waiters();
   return ok();
 }
 
@@ -187,27 +194,38 @@ status fence::wait_until(fence_clock::time_point deadline, const cancel_token* c
   if (is_cancelled(cancel)) return cancelled_error();
   if (fence_clock::now() >= deadline) return timed_out_error(deadline);
 
-  waiter w;
-  auto id = add_callback_internal([&w](const fence&) { w.wake(); });
-  if (!id) return ok();  // signaled in between
+  // Sleep on the fence's own word, not on a callback: a callback meant a
+  // waiter mutex the woken thread fought the signaler for, and a
+  // remove_callback that waited for the signaler to finish running it.
+  enable_signaling_once();
+  waiters_.fetch_add(1, std::memory_order_seq_cst);
   status outcome = ok();
   {
-    cancel_token::scoped_waker reg(cancel, [&w] { w.wake(); });
-    mutex_lock lock(w.mutex);
-    while (!w.woken) {
-      if (is_cancelled(cancel)) break;
-      if (deadline == fence_clock::time_point::max()) {
-        lock.wait(w.cv);
-      } else if (lock.wait_until(w.cv, deadline) == std::cv_status::timeout) {
+    cancel_token::scoped_waker reg(cancel, [this] { wake_waiters(); });
+    for (;;) {
+      const std::uint32_t seen = wake_word_.load(std::memory_order_seq_cst);
+      // Signaled and its callbacks run (is_signaled may signal it here, by
+      // polling, and then runs them on this thread before it returns).
+      if (is_signaled() && settled_.load(std::memory_order_seq_cst)) break;
+      if (is_cancelled(cancel)) {
+        outcome = cancelled_error();
+        break;
+      }
+      if (!futex_wait(wake_word_, seen, deadline)) {
+        // Out of time. Signaled but still running callbacks counts as
+        // signaled, as it does for a wait that starts then.
+        if (!is_signaled()) outcome = timed_out_error(deadline);
         break;
       }
     }
   }
-  (void)remove_callback_internal(*id);
-  if (signaled_.load(std::memory_order_acquire)) return ok();
-  if (is_cancelled(cancel)) return cancelled_error();
-  outcome = timed_out_error(deadline);
+  waiters_.fetch_sub(1, std::memory_order_seq_cst);
   return outcome;
+}
+
+void fence::wake_waiters() const noexcept {
+  wake_word_.fetch_add(1, std::memory_order_seq_cst);
+  if (waiters_.load(std::memory_order_seq_cst) != 0) futex_wake_all(wake_word_);
 }
 
 std::string fence::describe_locked_free() const {

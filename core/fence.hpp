@@ -162,6 +162,8 @@ class fence : public std::enable_shared_from_this<fence> {
   // const fences; these are the bookkeeping the waits need.
   result<callback_id> add_callback_internal(callback cb) const;
   bool remove_callback_internal(callback_id id) const;
+  // Bumps wake_word_ and wakes its sleepers (signal, or a waiter's cancel).
+  void wake_waiters() const noexcept;
   std::string describe_locked_free() const;
 
   const std::uint64_t context_;
@@ -171,6 +173,15 @@ class fence : public std::enable_shared_from_this<fence> {
   mutable mutex mutex_;  // leaf lock
   mutable std::condition_variable callbacks_done_;
   std::atomic<bool> signaled_{false};
+  // Threads in wait_until sleep on wake_word_ (core/futex.hpp); signal_one
+  // sets settled_ after the callbacks, then bumps the word and wakes them
+  // when waiters_ says someone sleeps. Dekker-style:
+  // a waiter counts itself in before it reads the word and checks the fence,
+  // the signaler bumps the word before it reads the count (all seq_cst), so
+  // either the waiter sees the fence signaled or the signaler sees it waiting.
+  mutable std::atomic<std::uint32_t> wake_word_{0};
+  std::atomic<bool> settled_{false};  // signaled and every callback run: what sleeping waiters wait for
+  mutable std::atomic<std::uint32_t> waiters_{0};
   int error_ = 0;                                       // written once before signaled_ is set
   std::optional<fence_clock::time_point> stamp_ XBUF_GUARDED_BY(mutex_);
   mutable std::deque<callback_entry> callbacks_ XBUF_GUARDED_BY(mutex_);  // not yet run

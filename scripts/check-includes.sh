@@ -12,7 +12,7 @@
 #   client/     anything below server, client/, and of server/ only
 #               server/protocol.hpp (the wire) and server/stats.hpp (the
 #               embedded allocator reports stats as the daemon does)
-#   bench/      like client/
+#   bench/      like client/, and bench/ (its shared report format, traces)
 #   tests/X/    what X/ may include, plus tests/ and (for tests/server,
 #               tests/integration and tests/fuzz, which drive the daemon's
 #               parts) server/; tests/common and tests/stress like client/
@@ -32,7 +32,8 @@ allowed_for() {  # folder path relative to root -> allowed top-level folders
     p2p/allocator_bridge.*)     echo "core backends allocator p2p" ;;
     p2p/*)                      echo "core p2p" ;;
     server/*)                   echo "$below_server server" ;;
-    client/*|bench/*)           echo "$below_server client server/protocol.hpp server/stats.hpp" ;;
+    client/*)                   echo "$below_server client server/protocol.hpp server/stats.hpp" ;;
+    bench/*)                    echo "$below_server client server/protocol.hpp server/stats.hpp bench" ;;
     tests/server/*|tests/integration/*|tests/fuzz/*) echo "$below_server client server tests" ;;
     tests/client/*|tests/common/*|tests/stress/*)
                                 echo "$below_server client server/protocol.hpp tests" ;;

@@ -171,6 +171,45 @@ TEST(FenceTest, WaitReturnsWhenSignaledFromAnotherThread) {
   t.join();
 }
 
+// A sleeping waiter is woken after the fence's callbacks, as the kernel's
+// default wait is its last callback: what a callback records (a move marking
+// its buffer lost) is there when the wait returns.
+TEST(FenceTest, ASleepingWaitReturnsAfterTheCallbacksAddedBeforeIt) {
+  for (int i = 0; i < 20; ++i) {
+    auto f = make_fence();
+    std::atomic<bool> ran{false};
+    ASSERT_TRUE(f->add_callback([&](const fence&) {
+      std::this_thread::sleep_for(2ms);  // long enough for a woken waiter to overtake it
+      ran = true;
+    }));
+    std::thread t([&] {
+      std::this_thread::sleep_for(1ms);
+      (void)f->signal();
+    });
+    EXPECT_TRUE(f->wait(10s));
+    EXPECT_TRUE(ran.load()) << "round " << i;
+    t.join();
+  }
+}
+
+// Many threads asleep on one fence all wake on one signal (the futex wake
+// is for all of them, and none may miss it between its check and its sleep).
+TEST(FenceTest, EveryWaiterWakesOnOneSignal) {
+  for (int round = 0; round < 50; ++round) {
+    auto f = make_fence();
+    std::atomic<int> woken{0};
+    std::vector<std::thread> waiters;
+    for (int i = 0; i < 4; ++i) {
+      waiters.emplace_back([&] {
+        if (f->wait(10s)) woken.fetch_add(1);
+      });
+    }
+    (void)f->signal();
+    for (auto& w : waiters) w.join();
+    EXPECT_EQ(woken.load(), 4) << "round " << round;
+  }
+}
+
 TEST(FenceTest, WaitOnAFenceSignaledWithErrorReturnsOk) {
   auto f = make_fence();
   ASSERT_TRUE(f->signal(-EIO));
