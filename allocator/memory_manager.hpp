@@ -115,6 +115,12 @@ struct alloc_request {
   std::string name;                     // shown by stats; optional
   fence_clock::duration timeout = default_move_timeout;  // for waits on evictions
   const cancel_token* cancel = nullptr;
+  // The caller waits for evictions itself and calls again (xbufd's
+  // sessions, which never wait on a thread; with a zero timeout). Out of
+  // time, the request then fails with timed_out, as the caller expects,
+  // instead of taking a later placement while the room its evictions make
+  // in the preferred one is on its way: the next call finds that room.
+  bool caller_retries = false;
 };
 
 struct attach_request {
@@ -501,7 +507,8 @@ class memory_manager {
   // evicting (pipelined) from full ones; drops mutex_ to wait for
   // evictions, until `deadline`. After a few rounds whose room went to
   // other threads, or at the deadline, any of `domains` with room now will
-  // do. `self` (may be null) is never evicted.
+  // do - unless `caller_retries` (alloc_request): then the deadline is a
+  // timed_out. `self` (may be null) is never evicted.
   // With `quota_owner`, domains where that owner's domain quota has no room
   // are passed over, checked again after every wait: the caller places the
   // bytes before it drops mutex_, so the check and the charge are one step.
@@ -509,7 +516,8 @@ class memory_manager {
                                   std::uint64_t alignment, const buffer* self,
                                   fence_clock::time_point deadline, const cancel_token* cancel,
                                   std::string_view what,
-                                  std::optional<owner_id> quota_owner = std::nullopt) XBUF_REQUIRES(mutex_);
+                                  std::optional<owner_id> quota_owner = std::nullopt,
+                                  bool caller_retries = false) XBUF_REQUIRES(mutex_);
   // The out_of_memory error of make_room_locked: each domain, its holders.
   error no_room_locked(const std::vector<int>& domains, std::uint64_t size,
                        std::string_view what) XBUF_REQUIRES(mutex_);

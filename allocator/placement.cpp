@@ -112,7 +112,7 @@ void memory_manager::touch_locked(buffer& buf) {
 result<memory_manager::placed> memory_manager::make_room_locked(
     const std::vector<int>& domains, std::uint64_t size, std::uint64_t alignment,
     const buffer* self, fence_clock::time_point deadline, const cancel_token* cancel,
-    std::string_view what, std::optional<owner_id> quota_owner) {
+    std::string_view what, std::optional<owner_id> quota_owner, bool caller_retries) {
   // Until the deadline, not for a number of rounds: a round that waited for
   // evictions can find the room they gave back taken by another thread, as
   // often as the copy engine is slow and the domain contended. Giving up
@@ -142,7 +142,7 @@ result<memory_manager::placed> memory_manager::make_room_locked(
     // Contended (the room made for us went elsewhere, round after round), or
     // out of time: any allowed domain with room now beats waiting for the
     // preferred one again. validate() promotes the buffer later.
-    if (round >= contended_rounds || out_of_time) {
+    if (round >= contended_rounds || (out_of_time && !caller_retries)) {
       for (int d : allowed) {
         auto a = at(d).allocate(size, alignment);
         if (a) return placed{d, std::move(*a)};
@@ -285,7 +285,8 @@ result<buffer_id> memory_manager::allocate_unguarded(owner_id owner, const alloc
   // Nobody else knows this buffer yet: its lock is free and taking it under
   // mutex_ cannot wait.
   buf->resv.mutex().lock();
-  auto room = make_room_locked(domains, req.size, req.alignment, buf.get(), deadline, req.cancel, what, owner);
+  auto room = make_room_locked(domains, req.size, req.alignment, buf.get(), deadline, req.cancel, what, owner,
+                               req.caller_retries);
   if (!room) {
     accounts_.refund_new(owner, req.size, req.no_evict);
     buf->resv.mutex().unlock();

@@ -21,6 +21,9 @@ std::string fence_name(std::uint64_t id) { return "fence " + std::to_string(id);
 // An alloc retried under memory pressure waits this long between tries: a
 // timer, as a fence nobody signals (the session's wait ends at its timeout).
 constexpr std::uint32_t pressure_retry_ms = 20;
+// An alloc whose evictions made room that others took this many times takes
+// any placement with room on its next try (rerun_state::alloc_waits).
+constexpr unsigned contended_alloc_waits = 3;
 fence_ptr never_signaled() {
   static const std::uint64_t context = fence::allocate_context();
   return fence::create(context, 1);
@@ -233,6 +236,7 @@ result<xbuf::alloc_request> alloc_begin(session_context& ctx, const wire::alloc_
   req.name = m.name;
   req.cancel = &ctx.cancel;
   req.timeout = fence_clock::duration::zero();  // the session does the waiting
+  req.caller_retries = ctx.rerun->alloc_waits < contended_alloc_waits && fence_clock::now() < ctx.rerun->deadline;
   return req;
 }
 
@@ -262,6 +266,7 @@ result<reply_or_wait<wire::buffer_reply>> alloc_end(session_context& ctx, const 
   }
   // Memory is on its way back (evictions in flight): wait for it on the
   // session, then try again.
+  ++ctx.rerun->alloc_waits;
   return reply_or_wait<wire::buffer_reply>(fence_wait{
       .fence = ctx.mm.room_fence(req.placements), .id = 0, .timeout_ms = ms_until(deadline), .rerun = true});
 }

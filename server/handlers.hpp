@@ -105,6 +105,10 @@ struct rerun_state {
   // alloc: until when an out_of_memory is retried after a memory_pressure
   // event went out (clients giving chunks back); unset before the first.
   std::optional<fence_clock::time_point> pressure_until;
+  // alloc: waits for evictions so far. After a few, the room they made has
+  // gone to others each time (a contended domain): the next try takes any
+  // placement with room (alloc_request::caller_retries off).
+  unsigned alloc_waits = 0;
   std::optional<std::uint64_t> cpu_buffer;  // cpu_begin: access begun on it, reply pending
   fence_ptr cpu_ready;
   std::uint64_t cpu_size = 0;

@@ -622,5 +622,23 @@ TEST_F(HandlersTest, MapRepliesCarryOffsetsWithinTheExportNotDaemonAddresses) {
   EXPECT_EQ(got, std::vector<std::uint8_t>(size, 0x5a));
 }
 
+// An alloc whose placement is full waits on the session for the evictions it
+// started and then lands where it asked first - not in the later placement
+// that had room at once, with its evictions wasted.
+TEST_F(HandlersTest, AllocIntoFullVramWaitsForItsEvictionsAndLandsInVram) {
+  auto other = session(3);
+  const auto vram = sim.domain("vram0").capacity;
+  std::vector<buffer_id> filler;
+  for (std::uint64_t used = 0; used + 256 * KiB <= vram; used += 256 * KiB) {
+    filler.push_back(alloc(*other, 256 * KiB, {placement::vram(0)}));
+  }
+  ASSERT_TRUE(sim.sim->set_fence_delay(0, std::chrono::milliseconds(30)));  // moves take a while
+  auto ctx = session(4);
+  const buffer_id b = alloc(*ctx, 256 * KiB, {placement::vram(0), placement::pageable()});
+  ASSERT_NE(b, 0u);
+  EXPECT_EQ(sim.where(4, b).kind, memory_kind::device) << "the alloc took the later placement";
+  ASSERT_TRUE(sim.sim->set_fence_delay(0, fence_clock::duration::zero()));
+}
+
 }  // namespace
 }  // namespace xbuf::server

@@ -98,5 +98,31 @@ TEST(ContendedAllocationTest, ZeroTimeoutTakesALaterPlacementOrTimesOut) {
       << none.err().describe();
 }
 
+// A caller that waits for evictions and calls again (xbufd's sessions) is
+// told timed_out, not given a later placement: the room its evictions make
+// in VRAM is what its next call finds.
+TEST(ContendedAllocationTest, ACallerThatRetriesGetsTimedOutAndItsRoomNextTime) {
+  test::sim_manager_options o;
+  o.devices = 1;
+  o.vram = 1 * MiB;
+  o.pageable = 2 * MiB;
+  o.copy_bytes_per_second = 20e6;
+  test::sim_manager s(o);
+  for (int i = 0; i < 2; ++i) {
+    auto id = s.mm->allocate(1, test::request(512 * KiB, {placement::vram(0)}));
+    ASSERT_TRUE(id) << id.err().describe();
+  }
+  auto r = test::request(512 * KiB, {placement::vram(0), placement::pageable()});
+  r.timeout = fence_clock::duration::zero();
+  r.caller_retries = true;
+  auto first = s.mm->allocate(2, r);
+  ASSERT_FALSE(first);
+  EXPECT_EQ(first.code(), errc::timed_out) << first.err().describe();
+  ASSERT_TRUE(s.mm->room_fence(r.placements)->wait(10s));
+  auto again = s.mm->allocate(2, r);
+  ASSERT_TRUE(again) << again.err().describe();
+  EXPECT_EQ(s.where(2, *again).kind, memory_kind::device);
+}
+
 }  // namespace
 }  // namespace xbuf
