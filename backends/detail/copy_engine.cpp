@@ -151,10 +151,12 @@ void copy_engine::run_inline(job& j) noexcept {
     (void)j.done->signal(error);
     signaled_through_ = j.seqno;
     inline_busy_ = false;
-    queued = !queue_.empty();
+    // The engine thread also waits for this job when it is stopping.
+    queued = !queue_.empty() || stopping_;
   }
-  // The engine thread waits only if jobs were queued meanwhile (an idle
-  // engine is not woken: that wake-up is what running inline saves);
+  // The engine thread waits only if jobs were queued meanwhile, or it is
+  // stopping (an idle engine is not woken: that wake-up is what running
+  // inline saves);
   // reset() may wait for progress.
   if (queued) wake_.notify_all();
   progress_.notify_all();
