@@ -6,8 +6,9 @@
 //   The memory manager owns one heap per domain (each GPU's VRAM, pinned
 //   host, pageable host) and every buffer in them. It
 //     - places a new buffer in the first of its placements with room, and
-//       when the preferred domain is full, evicts: walks that domain's LRU,
-//       skips pinned buffers, trylocks each victim (skips contended ones),
+//       when the preferred domain is full, evicts: takes candidates in the
+//       order of eviction_policy.hpp (predicted next use farthest first;
+//       LRU order without a periodic history), skips pinned buffers, trylocks each victim (skips contended ones),
 //       takes idle victims before busy ones, and moves busy ones pipelined -
 //       the copy waits for the victim's fences and its fence becomes the
 //       victim's KERNEL fence (move_job.hpp);

@@ -178,10 +178,12 @@ class backend {
 
   // The span is free for reuse (its fences have signaled). Where export_fd
   // gave it pages of its own, the block's own pages come back under it, so
-  // whoever still holds the exported fd never sees the next user's bytes;
-  // memfd-backed blocks also give the span's pages back to the kernel
-  // (they read as zero after).
-  // Returns false when that could not be done: the caller must not reuse
+  // whoever still holds the exported fd never sees the next user's bytes.
+  // The span's old bytes may stay (the sim and host backends keep the pages
+  // resident: faulting fresh ones in cost more than clearing), or read as
+  // zero (GPU runtimes punch host ranges back to the kernel): the caller
+  // clears reused memory before a new owner sees it (heap_allocation::
+  // needs_clear). Returns false when that could not be done: the caller must not reuse
   // the range. Context: never throws; may remap memory.
   bool release_range(const memory_span& span) noexcept;
 
