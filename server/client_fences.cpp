@@ -31,6 +31,7 @@ std::uint64_t client_fences::track(fence_ptr f, bool client_made) {
   xbuf::mutex_lock lock(mutex_);
   const std::uint64_t id = next_id_++;
   fences_.emplace(id, tracked{.f = std::move(f), .client_made = client_made, .armed = false, .callback = {}});
+  unarmed_.push_back(id);
   if (fences_.size() > peak_) peak_ = fences_.size();
   return id;
 }
@@ -86,11 +87,13 @@ void client_fences::arm() {
   std::vector<std::pair<std::uint64_t, fence_ptr>> todo;
   {
     xbuf::mutex_lock lock(mutex_);
-    for (auto& [id, t] : fences_) {
-      if (t.armed) continue;
-      t.armed = true;
-      todo.emplace_back(id, t.f);
+    for (std::uint64_t id : unarmed_) {
+      auto it = fences_.find(id);
+      if (it == fences_.end() || it->second.armed) continue;  // pruned or forgotten since
+      it->second.armed = true;
+      todo.emplace_back(id, it->second.f);
     }
+    unarmed_.clear();
   }
   for (auto& [id, f] : todo) {
     auto cb = f->add_callback([events = events_, fid = id](const fence& done) {
@@ -124,6 +127,7 @@ void client_fences::forget_all() {
   {
     xbuf::mutex_lock lock(mutex_);
     gone.swap(fences_);
+    unarmed_.clear();
     recent_.clear();
     recent_order_.clear();
   }

@@ -43,6 +43,7 @@
 #include <deque>
 #include <map>
 #include <optional>
+#include <vector>
 
 #include "core/fence.hpp"
 #include "core/mutex.hpp"
@@ -108,6 +109,10 @@ class client_fences {
 
   mutable xbuf::mutex mutex_;
   std::map<std::uint64_t, tracked> fences_ XBUF_GUARDED_BY(mutex_);
+  // Ids tracked since the last arm(): what it arms, so a reply costs the
+  // fences it named, not every fence the client holds. (An id pruned or
+  // forgotten meanwhile is skipped.)
+  std::vector<std::uint64_t> unarmed_ XBUF_GUARDED_BY(mutex_);
   // The last recent_capacity pruned fences, by id, and their prune order.
   std::map<std::uint64_t, entry> recent_ XBUF_GUARDED_BY(mutex_);
   std::deque<std::uint64_t> recent_order_ XBUF_GUARDED_BY(mutex_);
