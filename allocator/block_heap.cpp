@@ -36,7 +36,7 @@ result<heap_allocation> allocate_own_block(backend& be, const placement& where, 
     return fail(errc::out_of_memory, who + ": " + std::to_string(size) + " bytes is beyond any address space");
   }
   auto block = device ? be.allocate_device(where.device, bytes)
-                      : be.allocate_host(bytes, where.kind == memory_kind::host_pinned);
+                      : be.allocate_host(bytes, where.kind == memory_kind::host_pinned, where.node);
   if (!block) return block.err().prefixed(who);
   auto a = own_block_allocation(std::move(*block), size, alignment, bytes, be, where);
   a.needs_clear = device;

@@ -133,12 +133,18 @@ std::uint64_t memory_manager::evict_locked(int domain, std::uint64_t needed, con
 std::uint64_t memory_manager::evict_one_locked(buffer& victim, int domain) {
   victim.resv.assert_held();
   // Destination: the victim's own placements first, then pageable host
-  // (TTM's "system" fallback), never by evicting someone else.
+  // (TTM's "system" fallback) on the NUMA node of the GPU it leaves, never
+  // by evicting someone else. A victim in pageable memory has no fallback:
+  // moving it to another node's pageable memory would undo its placement
+  // for a buffer that can use that node itself (make_room_locked).
+  const int near = near_node(victim.placements, domain);
   std::vector<int> targets;
-  for (const auto& p : victim.placements) targets.push_back(domain_of(p));
-  targets.push_back(domain_of(placement::pageable()));
+  for (const auto& p : victim.placements) (void)domains_of(p, near, targets);
+  if (at(domain).where().kind != memory_kind::host_pageable) {
+    (void)domains_of(placement::pageable(), near, targets);
+  }
   for (int t : targets) {
-    if (t < 0 || t == domain) continue;
+    if (t == domain) continue;
     auto a = at(t).allocate(victim.size, victim.alignment);
     if (!a) continue;
     const auto bytes = victim.backing.bytes;

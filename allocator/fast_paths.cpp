@@ -54,9 +54,11 @@ std::optional<result<buffer_id>> memory_manager::try_allocate(owner_id owner, co
     if (req.alignment != 0 && (!std::has_single_bit(req.alignment) || req.alignment > (1ull << 30))) return true;
     mutex_lock lock(mutex_);
     reap_locked();  // what allocate() does first: memory whose fences signaled counts
-    for (const auto& p : req.placements) {
-      const int d = domain_of(p);
-      if (d < 0) return true;  // invalid_argument
+    const placement* unknown = nullptr;
+    const std::vector<int> domains = domains_for(req.placements, -1, &unknown);
+    if (unknown != nullptr) return true;  // invalid_argument
+    for (std::size_t i = 0; i < domains.size(); ++i) {
+      const int d = domains[i];
       // The first domain allocate() would try: large enough, and within
       // the owner's domain quota.
       if (at(d).capacity() < req.size || !accounts_.domain_allows(owner, d, req.size)) continue;
@@ -65,7 +67,10 @@ std::optional<result<buffer_id>> memory_manager::try_allocate(owner_id owner, co
       // alignment and page, so it fits without eviction. (A heap that
       // would fit it in less is only sent to the pool.)
       const std::uint64_t need = std::bit_ceil(std::max({req.size, req.alignment, page, config_.min_block}));
-      return at(d).stats().largest_free_block >= need;
+      if (at(d).stats().largest_free_block >= need) return true;
+      // A full pageable heap is passed over for the next one unevicted
+      // (make_room_locked): so here too.
+      if (!falls_through_locked(domains, i)) return false;
     }
     return true;  // no domain may take it: too large or over quota, fails at once
   }();

@@ -18,8 +18,8 @@ constexpr std::uint64_t pool_cap = 256ull << 20;  // pooled bytes, at most
 constexpr std::size_t pool_max_blocks = 32;       // pooled blocks (an fd each), at most
 }  // namespace
 
-host_heap::host_heap(backend& be, bool pinned, std::uint64_t capacity)
-    : heap(pinned ? placement::pinned() : placement::pageable(), capacity), backend_(be) {
+host_heap::host_heap(backend& be, bool pinned, std::uint64_t capacity, int numa_node)
+    : heap(pinned ? placement::pinned() : placement::pageable(numa_node), capacity), backend_(be) {
   chunk_bytes_ = pinned ? (4ull << 20) : (16ull << 20);
   const memory_kind kind = pinned ? memory_kind::host_pinned : memory_kind::host_pageable;
   // A chunk is allocated (and, pinned, page-locked and charged to the
@@ -29,8 +29,8 @@ host_heap::host_heap(backend& be, bool pinned, std::uint64_t capacity)
   if (detaches_ranges(be.caps(), kind)) pool_limit_ = std::min(capacity / 8, pool_cap);
 }
 
-std::unique_ptr<host_heap> host_heap::create(backend& be, bool pinned, std::uint64_t capacity) {
-  return std::unique_ptr<host_heap>(new host_heap(be, pinned, capacity));
+std::unique_ptr<host_heap> host_heap::create(backend& be, bool pinned, std::uint64_t capacity, int numa_node) {
+  return std::unique_ptr<host_heap>(new host_heap(be, pinned, capacity, pinned ? -1 : numa_node));
 }
 
 result<heap_allocation> host_heap::do_allocate(std::uint64_t size, std::uint64_t alignment) {
@@ -99,10 +99,10 @@ result<heap_allocation> host_heap::allocate_small(std::uint64_t size, std::uint6
   if (auto it = room_.lower_bound({carved, nullptr}); it != room_.end()) {
     return carve(chunks_.at(it->second), size, alignment);
   }
-  auto block = backend_.allocate_host(chunk_bytes_, where().kind == memory_kind::host_pinned);
+  auto block = backend_.allocate_host(chunk_bytes_, where().kind == memory_kind::host_pinned, where().node);
   if (!block && pool_may_help(block.code()) && pool_bytes_ != 0) {
     trim_pool();
-    block = backend_.allocate_host(chunk_bytes_, where().kind == memory_kind::host_pinned);
+    block = backend_.allocate_host(chunk_bytes_, where().kind == memory_kind::host_pinned, where().node);
   }
   if (!block) return block.err().prefixed(name() + " chunk");
   auto ranges = range_allocator::create(chunk_bytes_, page);

@@ -79,9 +79,12 @@ namespace xbuf {
 
 class host_heap final : public heap {
  public:
-  // A host heap of `capacity` bytes: page-locked when `pinned`. Never fails
-  // (memory is asked for when needed).
-  static std::unique_ptr<host_heap> create(backend& be, bool pinned, std::uint64_t capacity);
+  // A host heap of `capacity` bytes: page-locked when `pinned`; pageable
+  // memory bound to NUMA node `numa_node` when it is not -1 (where() says
+  // placement::pageable(numa_node); pinned memory has no node). Never
+  // fails (memory is asked for when needed; an unknown node fails then).
+  static std::unique_ptr<host_heap> create(backend& be, bool pinned, std::uint64_t capacity,
+                                           int numa_node = -1);
 
   // Chunks held now (each one block, one fd in the daemon); for stats and tests.
   std::size_t chunks() const noexcept { return chunks_.size(); }
@@ -97,7 +100,7 @@ class host_heap final : public heap {
   void trim_pool(std::uint64_t keep = 0) noexcept;
 
  private:
-  host_heap(backend& be, bool pinned, std::uint64_t capacity);
+  host_heap(backend& be, bool pinned, std::uint64_t capacity, int numa_node);
 
   struct chunk {
     memory_block_ptr block;

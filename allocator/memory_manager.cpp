@@ -107,7 +107,16 @@ result<std::unique_ptr<memory_manager>> memory_manager::create(manager_config co
     m->heaps_.push_back(std::move(*h));
   }
   m->heaps_.push_back(host_heap::create(m->backend_, true, cfg.pinned_capacity));
-  m->heaps_.push_back(host_heap::create(m->backend_, false, cfg.pageable_capacity));
+  // Several NUMA nodes: a pageable heap each, the capacity split between
+  // them (what the operator gave is the total). One node, or none known:
+  // one heap, unbound, as the kernel's default policy places it.
+  auto nodes = m->backend_.host_numa_nodes();
+  if (nodes.size() < 2) nodes = {-1};
+  const std::uint64_t share = std::max<std::uint64_t>(cfg.pageable_capacity / nodes.size(), 1);
+  for (int node : nodes) {
+    m->pageable_domains_.push_back(static_cast<int>(m->heaps_.size()));
+    m->heaps_.push_back(host_heap::create(m->backend_, false, share, node));
+  }
   return m;
 }
 

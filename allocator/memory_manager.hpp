@@ -94,7 +94,9 @@ struct manager_config {
   // entry per device, or empty for all-zero.
   std::vector<std::uint64_t> vram_capacity;
   std::uint64_t pinned_capacity = 256ull << 20;    // pinned host domain
-  std::uint64_t pageable_capacity = 1024ull << 20;  // pageable host domain
+  // Pageable host memory, split evenly between the NUMA nodes where the
+  // backend reports several (one heap each, domain.hpp).
+  std::uint64_t pageable_capacity = 1024ull << 20;
   std::uint64_t pinned_limit = 256ull << 20;  // bytes held still by pinned attachments / no_evict
   std::uint64_t domain_quota = 0;             // bytes one owner may place in one domain; 0 = no limit
   std::size_t max_buffers_per_owner = 0;      // buffers one owner may hold; 0 = no limit
@@ -216,7 +218,8 @@ struct validate_report {
 class memory_manager {
  public:
   // Creates the heaps: one VRAM heap per device of the backend (taking its
-  // arena from the backend now), a pinned and a pageable host heap.
+  // arena from the backend now), a pinned host heap, and a pageable host
+  // heap - one per NUMA node where backend::host_numa_nodes() lists several.
   // Errors: invalid_argument (no backend, capacities, min_block), and the
   // backend's errors for the arenas (naming the device).
   static result<std::unique_ptr<memory_manager>> create(manager_config config);
@@ -494,7 +497,25 @@ class memory_manager {
   heap& at(int d) const XBUF_REQUIRES(mutex_) { return *heaps_[static_cast<std::size_t>(d)]; }
 
   // --- placement (placement.cpp) ---
+  // The one domain `p` names exactly; -1 when none does. placement::
+  // pageable() names one only where there is one pageable heap: elsewhere
+  // ask domains_of.
   int domain_of(const placement& p) const noexcept XBUF_REQUIRES(mutex_);
+  // The domains `p` stands for, in order of preference, appended to `out`
+  // unless already there: one for VRAM, pinned or pageable(n); for
+  // pageable() every pageable heap, the one of NUMA node `near` first, then
+  // (no `near`, or no heap for it) by free bytes (domain.hpp). Returns false
+  // when `p` names no domain of this machine.
+  bool domains_of(const placement& p, int near, std::vector<int>& out) const XBUF_REQUIRES(mutex_);
+  // The NUMA node pageable() means for a buffer of placements `ps` leaving
+  // domain `from` (-1: none): the node of `from`'s GPU, else of the first
+  // VRAM placement's GPU whose node is known; -1 when neither says.
+  int near_node(std::span<const placement> ps, int from) const XBUF_REQUIRES(mutex_);
+  // The domains of `ps` in order, each once, pageable() near
+  // near_node(ps, from). Sets *unknown to the first placement that
+  // names no domain (when given; such a placement is skipped).
+  std::vector<int> domains_for(std::span<const placement> ps, int from = -1,
+                               const placement** unknown = nullptr) const XBUF_REQUIRES(mutex_);
   bool cpu_reachable(int domain) const noexcept XBUF_REQUIRES(mutex_);
   // Can `att` use memory in `domain`? Fills reason and peer.
   bool reachable(const attachment& att, int domain, std::string* reason, bool* peer) const
@@ -519,6 +540,10 @@ class memory_manager {
                                   std::string_view what,
                                   std::optional<owner_id> quota_owner = std::nullopt,
                                   bool caller_retries = false) XBUF_REQUIRES(mutex_);
+  // Whether a full domains[i] is passed over, unevicted, for a later one:
+  // so it is for a pageable heap when another pageable heap (another NUMA
+  // node's) follows it.
+  bool falls_through_locked(const std::vector<int>& domains, std::size_t i) const XBUF_REQUIRES(mutex_);
   // The out_of_memory error of make_room_locked: each domain, its holders.
   error no_room_locked(const std::vector<int>& domains, std::uint64_t size,
                        std::string_view what) XBUF_REQUIRES(mutex_);
@@ -563,6 +588,7 @@ class memory_manager {
 
   mutable mutex mutex_;
   std::vector<std::unique_ptr<heap>> heaps_ XBUF_GUARDED_BY(mutex_);
+  std::vector<int> pageable_domains_ XBUF_GUARDED_BY(mutex_);  // by NUMA node, ascending
   buffer_index buffers_ XBUF_GUARDED_BY(mutex_);
   std::map<attachment_id, std::weak_ptr<attachment>> attachment_index_ XBUF_GUARDED_BY(mutex_);
   std::map<attachment_id, buffer_id> attachment_buffer_ XBUF_GUARDED_BY(mutex_);

@@ -10,6 +10,9 @@
 //     the buffer had (which includes their work) and the move itself signal.
 #include "allocator/memory_manager.hpp"
 
+#include <algorithm>
+#include <span>
+
 #include "allocator/detail/manager_names.hpp"
 #include "allocator/move_job.hpp"
 
@@ -83,8 +86,10 @@ status memory_manager::promote_locked(buffer& b, validate_report& report,
                                       fence_clock::time_point deadline, const cancel_token* cancel) {
   b.resv.assert_held();  // lock_all took it through an acquire context
   if (b.destroyed) return ok();
-  const int preferred = domain_of(b.placements.front());
-  if (b.domain == preferred) {
+  // Pageable memory on any NUMA node is "in place" for pageable(): the
+  // buffer is not moved between nodes to be nearer.
+  const std::vector<int> preferred = domains_for(std::span(b.placements).first(1));
+  if (std::find(preferred.begin(), preferred.end(), b.domain) != preferred.end()) {
     ++report.in_place;
     touch_locked(b);
     return ok();
@@ -97,7 +102,7 @@ status memory_manager::promote_locked(buffer& b, validate_report& report,
     return ok();
   }
   b.last_promotion = now;
-  auto room = make_room_locked({preferred}, b.size, b.alignment, &b, deadline, cancel,
+  auto room = make_room_locked(preferred, b.size, b.alignment, &b, deadline, cancel,
                                "validate " + buffer_name(b.id), b.owner);
   if (!room) {
     if (room.code() == errc::cancelled || room.code() == errc::timed_out) return std::move(room).err();

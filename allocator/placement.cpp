@@ -40,11 +40,67 @@ constexpr int contended_rounds = 3;
 int memory_manager::domain_of(const placement& p) const noexcept {
   for (std::size_t i = 0; i < heaps_.size(); ++i) {
     const auto& w = heaps_[i]->where();
-    if (w.kind == p.kind && (p.kind != memory_kind::device || w.device == p.device)) {
-      return static_cast<int>(i);
-    }
+    if (w.kind != p.kind) continue;
+    if (p.kind == memory_kind::device && w.device != p.device) continue;
+    if (p.kind == memory_kind::host_pageable && w.node != p.node) continue;
+    return static_cast<int>(i);
   }
   return -1;
+}
+
+bool memory_manager::domains_of(const placement& p, int near, std::vector<int>& out) const {
+  auto add = [&](int d) {
+    if (std::find(out.begin(), out.end(), d) == out.end()) out.push_back(d);
+  };
+  if (p.kind != memory_kind::host_pageable || p.node >= 0 || pageable_domains_.size() == 1) {
+    const int d = domain_of(p);  // one pageable heap: its node is -1 too
+    if (d < 0) return false;
+    add(d);
+    return true;
+  }
+  // Near node first, then most free bytes; equal room keeps node order.
+  // (Keys computed here: the analysis does not see mutex_ held in a lambda.)
+  struct key {
+    bool is_near;
+    std::uint64_t free;
+    int domain;
+  };
+  std::vector<key> keys;
+  for (int d : pageable_domains_) keys.push_back({at(d).where().node == near, at(d).free_bytes(), d});
+  std::stable_sort(keys.begin(), keys.end(), [](const key& a, const key& b) {
+    if (a.is_near != b.is_near) return a.is_near;
+    return a.free > b.free;
+  });
+  for (const auto& k : keys) add(k.domain);
+  return true;
+}
+
+int memory_manager::near_node(std::span<const placement> ps, int from) const {
+  const auto devices = backend_.devices();
+  auto node_of = [&](int device) {
+    return device >= 0 && static_cast<std::size_t>(device) < devices.size()
+               ? devices[static_cast<std::size_t>(device)].numa_node
+               : -1;
+  };
+  if (from >= 0 && at(from).where().kind == memory_kind::device) {
+    if (const int n = node_of(at(from).where().device); n >= 0) return n;
+  }
+  for (const auto& p : ps) {
+    if (p.kind != memory_kind::device) continue;
+    if (const int n = node_of(p.device); n >= 0) return n;
+  }
+  return -1;
+}
+
+std::vector<int> memory_manager::domains_for(std::span<const placement> ps, int from,
+                                             const placement** unknown) const {
+  const int near = near_node(ps, from);
+  std::vector<int> out;
+  if (unknown != nullptr) *unknown = nullptr;
+  for (const auto& p : ps) {
+    if (!domains_of(p, near, out) && unknown != nullptr && *unknown == nullptr) *unknown = &p;
+  }
+  return out;
 }
 
 bool memory_manager::cpu_reachable(int domain) const noexcept {
@@ -86,9 +142,8 @@ bool memory_manager::reachable(const attachment& att, int domain, std::string* r
 std::vector<int> memory_manager::reachable_targets(const buffer& buf, const attachment* att) const {
   buf.resv.assert_held();
   std::vector<int> targets;
-  for (const auto& p : buf.placements) {
-    const int d = domain_of(p);
-    if (d < 0 || d == buf.domain) continue;
+  for (const int d : domains_for(buf.placements)) {
+    if (d == buf.domain) continue;
     std::string reason;
     bool peer = false;
     if (att != nullptr ? reachable(*att, d, &reason, &peer) : cpu_reachable(d)) targets.push_back(d);
@@ -97,6 +152,14 @@ std::vector<int> memory_manager::reachable_targets(const buffer& buf, const atta
 }
 
 // ------------------------------------------------------------ finding room
+
+bool memory_manager::falls_through_locked(const std::vector<int>& domains, std::size_t i) const {
+  if (at(domains[i]).where().kind != memory_kind::host_pageable) return false;
+  for (std::size_t j = i + 1; j < domains.size(); ++j) {
+    if (at(domains[j]).where().kind == memory_kind::host_pageable) return true;
+  }
+  return false;
+}
 
 void memory_manager::reap_locked() {
   for (auto& h : heaps_) h->reap();
@@ -157,11 +220,15 @@ result<memory_manager::placed> memory_manager::make_room_locked(
     // nothing to evict and nothing on its way back is passed over.
     std::vector<fence_ptr> wait_for;
     bool retry_now = false;
-    for (int d : allowed) {
+    for (std::size_t i = 0; i < allowed.size(); ++i) {
+      const int d = allowed[i];
       auto& h = at(d);
       auto a = h.allocate(size, alignment);
       if (a) return placed{d, std::move(*a)};
       if (a.code() != errc::out_of_memory) return std::move(a).err().prefixed(what);
+      // Another NUMA node's pageable memory beats moving pageable buffers
+      // between nodes (the kernel's default policy falls back the same way).
+      if (falls_through_locked(allowed, i)) continue;
       const std::uint64_t free_now = h.free_bytes();
       const std::uint64_t coming = h.delayed_bytes();
       // Short of bytes: evict the shortfall. Enough bytes but no block big
@@ -219,9 +286,7 @@ fence_ptr memory_manager::room_fence(std::span<const placement> placements) {
   std::vector<fence_ptr> coming;
   {
     mutex_lock lock(mutex_);
-    for (const auto& p : placements) {
-      const int d = domain_of(p);
-      if (d < 0) continue;
+    for (const int d : domains_for(placements)) {
       auto fs = at(d).pending_fences();
       coming.insert(coming.end(), fs.begin(), fs.end());
     }
@@ -261,17 +326,14 @@ result<buffer_id> memory_manager::allocate_unguarded(owner_id owner, const alloc
   const std::string what = "allocate " + format_bytes(req.size) + " for owner " +
                            std::to_string(owner) + " (" + placements_text(req.placements) + ")";
   mutex_lock lock(mutex_);
-  std::vector<int> domains;
-  std::uint64_t largest = 0;
-  for (const auto& p : req.placements) {
-    const int d = domain_of(p);
-    if (d < 0) {
-      return fail(errc::invalid_argument, "allocate: placement " + to_string(p) +
-                                              " names no domain of this machine");
-    }
-    largest = std::max(largest, at(d).capacity());
-    domains.push_back(d);
+  const placement* unknown = nullptr;
+  const std::vector<int> domains = domains_for(req.placements, -1, &unknown);
+  if (unknown != nullptr) {
+    return fail(errc::invalid_argument, "allocate: placement " + to_string(*unknown) +
+                                            " names no domain of this machine");
   }
+  std::uint64_t largest = 0;
+  for (const int d : domains) largest = std::max(largest, at(d).capacity());
   if (req.size > largest) {
     return fail(errc::invalid_argument, "allocate: " + format_bytes(req.size) +
                                             " is larger than any allowed domain (" +

@@ -136,6 +136,12 @@ class backend {
   // Devices in the backend's own index order. Empty for the host backend.
   std::span<const device_info> devices() const noexcept { return devices_; }
 
+  // The NUMA nodes allocate_host() binds to (OS indexes, ascending): the
+  // machine's own (host, GPU runtimes), or a simulated machine's (sim on a
+  // topology XML). Empty when the backend cannot tell. The memory manager
+  // keeps one pageable heap per node where there are several.
+  std::vector<int> host_numa_nodes() const { return do_host_numa_nodes(); }
+
   // Device memory on `device`.
   // Errors: no_device (index out of range), invalid_argument (0 bytes),
   // out_of_memory (naming the device, the request and what is left), device_lost.
@@ -225,6 +231,8 @@ class backend {
   virtual std::optional<bool> do_can_access_peer(int device, int peer);
   // Optional: default nullopt (unknown).
   virtual std::optional<int> do_link_count(int device, int peer);
+  // Optional: default empty (unknown).
+  virtual std::vector<int> do_host_numa_nodes() const { return {}; }
 
  private:
   backend_caps caps_;

@@ -86,6 +86,7 @@ void write_placement(std::string& out, const placement& p) {
   o.field("name", to_string(p));
   o.field("kind", to_string(p.kind));
   o.field("device", std::int64_t{p.device});
+  o.field("numa_node", std::int64_t{p.node});  // pageable: -1 = not bound to one node
 }
 
 // [f(out, x0),f(out, x1),...]

@@ -9,7 +9,7 @@
 //
 //     {"schema":"xbuf.stat/1","backend":"sim","tenant_view":false,"more_clients":0,"more_buffers":0,
 //      "buffers_truncated":false,
-//      "domains":[{"name":"vram0","where":{"name":"vram0","kind":"device","device":0},
+//      "domains":[{"name":"vram0","where":{"name":"vram0","kind":"device","device":0,"numa_node":-1},
 //                  "capacity":1048576,"used":0,"delayed_free_bytes":0,"buffers":0}],
 //      "clients":[{"owner":1,"pid":42,"uid":1000,"name":"job","bytes":4096,"buffers":1}],
 //      "buffers":[{"id":1,"owner":1,"name":"x","size":4096,"where":{...},
@@ -18,7 +18,8 @@
 //
 //   A placement is an object: its stats name ("vram0", "pinned",
 //   "pageable"), its kind (core/memory_kind.hpp's to_string: "device",
-//   "host_pinned", "host_pageable") and its device (-1 for host memory).
+//   "host_pinned", "host_pageable"), its device (-1 for host memory) and
+//   its NUMA node (a pageable domain of one node: "pageable-node1"; else -1).
 //   Counters are an object, name -> value: the daemon's counter names are
 //   fixed and distinct (server/stats.cpp, counters_of).
 //

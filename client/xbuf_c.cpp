@@ -126,7 +126,9 @@ std::optional<xbuf::placement> placement_of(const xbuf_placement& p) {
       if (p.device < 0) return std::nullopt;
       return xbuf::placement::vram(p.device);
     case XBUF_PLACEMENT_PINNED: return xbuf::placement::pinned();
-    case XBUF_PLACEMENT_PAGEABLE: return xbuf::placement::pageable();
+    case XBUF_PLACEMENT_PAGEABLE:
+      if (p.device < -1) return std::nullopt;
+      return xbuf::placement::pageable(p.device);
     default: return std::nullopt;
   }
 }
@@ -144,7 +146,9 @@ static_assert(XBUF_PLACEMENT_VRAM == static_cast<int>(xbuf::memory_kind::device)
                   XBUF_PLACEMENT_PAGEABLE == static_cast<int>(xbuf::memory_kind::host_pageable),
               "xbuf_c.h says its placement kinds are memory_kind's numbers");
 
-xbuf_placement c_placement(const xbuf::placement& p) { return xbuf_placement{kind_of(p.kind), p.device}; }
+xbuf_placement c_placement(const xbuf::placement& p) {
+  return xbuf_placement{kind_of(p.kind), p.kind == xbuf::memory_kind::host_pageable ? p.node : p.device};
+}
 
 std::optional<xbuf::fence_usage> usage_of(int usage) {
   switch (usage) {

@@ -109,11 +109,14 @@ typedef struct xbuf_client xbuf_client;
  * are core/memory_kind.hpp's. */
 #define XBUF_PLACEMENT_VRAM 0     /* a GPU's VRAM; device = the GPU */
 #define XBUF_PLACEMENT_PINNED 1   /* page-locked host memory; device ignored */
-#define XBUF_PLACEMENT_PAGEABLE 2 /* ordinary host memory; device ignored */
+#define XBUF_PLACEMENT_PAGEABLE 2 /* ordinary host memory; device = NUMA node or -1 */
 
 typedef struct xbuf_placement {
   int kind;   /* XBUF_PLACEMENT_* */
-  int device; /* the GPU for VRAM (>= 0); -1 for host memory */
+  /* VRAM: the GPU (>= 0). PAGEABLE: the NUMA node, or -1 for "near the GPU
+   * that uses it" (the request's first VRAM placement; any node where the
+   * machine has one). PINNED: -1. */
+  int device;
 } xbuf_placement;
 
 /* xbuf_alloc_ex flags. */

@@ -22,6 +22,11 @@ result<sim_config> sim_config_from_topology(const topology& topo, std::size_t vr
     d.vram_bytes = vram_bytes;
     cfg.devices.push_back(std::move(d));
   }
+  // A machine of several NUMA nodes gets them simulated (one pageable heap
+  // each in the manager); one node is no choice to make.
+  if (topo.numa_nodes().size() > 1) {
+    for (unsigned n : topo.numa_nodes()) cfg.numa_nodes.push_back(static_cast<int>(n));
+  }
   if (cfg.devices.empty()) {
     return fail(errc::no_device, "sim from topology " + topo.source() + ": no GPU among its " +
                                      std::to_string(topo.functions().size()) + " PCI functions");

@@ -31,7 +31,9 @@
 namespace xbuf::p2p {
 
 // One sim device per GPU of `topo` (in PCI order), each of `vram_bytes`,
-// named after the GPU's model ("sim0 (Tesla V100-SXM3-32GB-H)").
+// named after the GPU's model ("sim0 (Tesla V100-SXM3-32GB-H)"), on the
+// NUMA node the topology puts it near; where the topology has several NUMA
+// nodes, the sim simulates them (sim_config::numa_nodes).
 // Errors: no_device (the topology has no GPU; the message says how many PCI
 // functions it has), invalid_argument (vram_bytes == 0).
 result<sim_config> sim_config_from_topology(const topology& topo, std::size_t vram_bytes);

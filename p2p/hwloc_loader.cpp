@@ -173,6 +173,19 @@ void read_cpu(hwloc_topology_t h, topology& out) {
   out.set_cpu(std::move(cpu));
 }
 
+// Every NUMA node's OS index. A topology without NUMA objects (some v1
+// exports) has none: unknown, not "one node".
+void read_numa_nodes(hwloc_topology_t h, topology& out) {
+  std::vector<unsigned> nodes;
+  for (hwloc_obj_t n = hwloc_get_next_obj_by_type(h, HWLOC_OBJ_NUMANODE, nullptr); n != nullptr;
+       n = hwloc_get_next_obj_by_type(h, HWLOC_OBJ_NUMANODE, n)) {
+    nodes.push_back(n->os_index);
+  }
+  std::sort(nodes.begin(), nodes.end());
+  nodes.erase(std::unique(nodes.begin(), nodes.end()), nodes.end());
+  out.set_numa_nodes(std::move(nodes));
+}
+
 // NVLink / xGMI links from hwloc's distance matrices.
 void read_links(hwloc_topology_t h, const builder& b, topology& out) {
   struct matrix_kind {
@@ -234,6 +247,7 @@ topology build(hwloc_topology_t h, std::string source) {
   builder b(h, out);
   b.walk(hwloc_get_root_obj(h));
   read_cpu(h, out);
+  read_numa_nodes(h, out);
   // NVSwitches hwloc recognized by their NVLink peers (one DGX-2 NVSwitch
   // reports class 0000, so the class alone would miss it).
   for (int i : b.nvswitches_) out.set_device_kind(i, device_kind::nvswitch);

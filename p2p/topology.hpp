@@ -129,6 +129,8 @@ class topology {
   // root-bus functions, which the host-bridge allow-list check needs.
   void set_root_buses_complete(bool complete) { root_buses_complete_ = complete; }
   void set_source(std::string source) { source_ = std::move(source); }
+  // The machine's NUMA nodes (OS indexes, ascending); empty: unknown.
+  void set_numa_nodes(std::vector<unsigned> nodes) { numa_nodes_ = std::move(nodes); }
   // Re-derives kind_of_device of every function (after OS devices change).
   void classify_devices();
 
@@ -139,6 +141,9 @@ class topology {
   [[nodiscard]] const cpu_info& cpu() const noexcept { return cpu_; }
   [[nodiscard]] bool root_buses_complete() const noexcept { return root_buses_complete_; }
   [[nodiscard]] const std::string& source() const noexcept { return source_; }
+  // Every NUMA node of the machine (OS indexes, ascending), whether or not a
+  // PCI device sits near it; empty when the topology does not say.
+  [[nodiscard]] const std::vector<unsigned>& numa_nodes() const noexcept { return numa_nodes_; }
 
   // Index of the bridge or function at `address`; nullopt if absent.
   [[nodiscard]] std::optional<int> find(const pci_address& address) const;
@@ -161,6 +166,7 @@ class topology {
   cpu_info cpu_;
   bool root_buses_complete_ = false;
   std::string source_;
+  std::vector<unsigned> numa_nodes_;
 };
 
 // The kind a function of this class/vendor with these OS devices is.

@@ -26,7 +26,8 @@
 //
 //   Payload encoding: integers little-endian at their natural width, bool as
 //   one byte 0/1, strings and vectors as a u32 count then the elements, a
-//   placement as (u8 kind, i32 device). Each message struct lists its fields
+//   placement as (u8 kind, i32 index): the GPU for VRAM, the NUMA node for
+//   host memory (-1: any; domain.hpp). Each message struct lists its fields
 //   once in io(); the same list encodes and decodes it.
 //
 // Rules
@@ -216,7 +217,7 @@ class writer {
   void put(memory_kind k) { u8(static_cast<std::uint8_t>(k)); }
   void put(const placement& p) {
     put(p.kind);
-    put(static_cast<std::int32_t>(p.device));
+    put(static_cast<std::int32_t>(p.kind == memory_kind::device ? p.device : p.node));
   }
   template <class T>
   void put(const std::vector<T>& v) {
@@ -366,9 +367,10 @@ class reader {
   void get(const char* name, memory_kind& v) { enumerated(name, v, memory_kind_last); }
   void get(const char* name, placement& p) {
     get(name, p.kind);
-    std::int32_t dev = 0;
-    get(name, dev);
-    p.device = dev;
+    std::int32_t index = 0;
+    get(name, index);
+    p.device = p.kind == memory_kind::device ? index : -1;
+    p.node = p.kind == memory_kind::device ? -1 : index;
   }
   template <class T>
   void get(const char* name, std::vector<T>& v) {

@@ -13,6 +13,7 @@
 #include "backends/gpu/event_poller.hpp"
 #include "backends/gpu/gpu_device.hpp"
 #include "backends/gpu/gpu_memory.hpp"
+#include "backends/gpu/numa_sysfs.hpp"
 #include "backends/gpu/runtime_error.hpp"
 #include "backends/gpu/runtime_event.hpp"
 
@@ -74,6 +75,8 @@ class gpu_backend final : public backend {
   result<memory_block_ptr> do_allocate_host(std::size_t bytes, bool pinned, int numa_node) override {
     return gpu::allocate_host(devices_.front(), bytes, pinned, numa_node);
   }
+
+  std::vector<int> do_host_numa_nodes() const override { return online_numa_nodes(); }
 
   result<exported_memory> do_export_fd(const memory_span& span) override {
     if (const auto* d = own_device_block(span.block)) return export_device(*d, span);

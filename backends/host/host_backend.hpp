@@ -112,6 +112,7 @@ class host_backend final : public backend {
   bool do_release_range(const memory_span& span) noexcept override;
   result<exported_memory> do_export_fd(const memory_span& span) override;
   result<memory_block_ptr> do_import_fd(const exported_memory& exported, int device) override;
+  std::vector<int> do_host_numa_nodes() const override { return numa_nodes_; }
 
   const host_config config_;
   std::shared_ptr<detail::host_state> state_;

@@ -56,11 +56,12 @@ sim_config make_sim_config(int devices, std::size_t vram_bytes) {
 sim_backend::sim_backend(backend_caps caps, std::vector<device_info> devices,
                          std::shared_ptr<detail::sim_state> state,
                          std::vector<std::unique_ptr<detail::copy_engine>> engines,
-                         std::unique_ptr<host_backend> host)
+                         std::unique_ptr<host_backend> host, std::vector<int> numa_nodes)
     : backend(caps, std::move(devices)),
       state_(std::move(state)),
       host_(std::move(host)),
-      engines_(std::move(engines)) {}
+      engines_(std::move(engines)),
+      numa_nodes_(std::move(numa_nodes)) {}
 
 // Engines first: they cancel unfinished copies, whose blocks may be host blocks.
 sim_backend::~sim_backend() {
@@ -76,6 +77,20 @@ result<std::unique_ptr<sim_backend>> create_sim_backend(const sim_config& config
     return fail(errc::invalid_argument, "sim: copy_bytes_per_second " +
                                             std::to_string(config.copy_bytes_per_second) +
                                             " is not a rate (use 0 for memcpy speed)");
+  }
+  std::vector<int> nodes = config.numa_nodes;
+  std::sort(nodes.begin(), nodes.end());
+  for (std::size_t i = 0; i < nodes.size(); ++i) {
+    if (nodes[i] < 0 || (i > 0 && nodes[i] == nodes[i - 1])) {
+      return fail(errc::invalid_argument, "sim: NUMA node " + std::to_string(nodes[i]) +
+                                              (nodes[i] < 0 ? " is negative" : " is listed twice"));
+    }
+  }
+  for (const auto& d : config.devices) {
+    if (!nodes.empty() && d.numa_node >= 0 && !std::binary_search(nodes.begin(), nodes.end(), d.numa_node)) {
+      return fail(errc::invalid_argument, "sim: device " + d.name + " is on NUMA node " +
+                                              std::to_string(d.numa_node) + ", which numa_nodes does not list");
+    }
   }
   auto state = std::make_shared<detail::sim_state>();
   std::vector<device_info> infos;
@@ -125,7 +140,8 @@ result<std::unique_ptr<sim_backend>> create_sim_backend(const sim_config& config
   caps.export_detaches_pageable_ranges = true;
   caps.device_granularity = detail::page_size();
   return std::unique_ptr<sim_backend>(new sim_backend(caps, std::move(infos), std::move(state),
-                                                      std::move(engines), std::move(host).value()));
+                                                      std::move(engines), std::move(host).value(),
+                                                      std::move(nodes)));
 }
 
 status sim_backend::check_fault_device(std::string_view what, int device) const {
@@ -234,7 +250,23 @@ result<memory_block_ptr> sim_backend::do_allocate_device(int device, std::size_t
   return memory_block_ptr(std::move(block));
 }
 
+std::vector<int> sim_backend::do_host_numa_nodes() const {
+  if (!numa_nodes_.empty()) return numa_nodes_;
+  return host_->numa_nodes();
+}
+
 result<memory_block_ptr> sim_backend::do_allocate_host(std::size_t bytes, bool pinned, int numa_node) {
+  if (!numa_nodes_.empty() && numa_node >= 0) {
+    // A simulated node: checked against the simulated machine, not bound
+    // (this machine may not have it).
+    if (std::find(numa_nodes_.begin(), numa_nodes_.end(), numa_node) == numa_nodes_.end()) {
+      std::string list;
+      for (int n : numa_nodes_) list += (list.empty() ? "" : ", ") + std::to_string(n);
+      return fail(errc::invalid_argument, "sim: allocate_host: NUMA node " + std::to_string(numa_node) +
+                                              " is not one of the simulated machine's (" + list + ")");
+    }
+    numa_node = -1;
+  }
   auto b = host_->allocate_host(bytes, pinned, numa_node);
   if (!b) return std::move(b).err().prefixed("sim");
   return b;

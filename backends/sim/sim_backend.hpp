@@ -75,6 +75,13 @@ struct sim_device_config {
 
 struct sim_config {
   std::vector<sim_device_config> devices;
+  // The simulated machine's NUMA nodes (OS indexes, as in its topology XML),
+  // where it has several: host_numa_nodes() reports them, allocate_host()
+  // takes them, and the memory manager keeps a pageable heap per node. The
+  // sim does not bind such memory (these nodes are not this machine's): its
+  // blocks report numa_node -1. Empty: this machine's own nodes, through the
+  // internal host backend.
+  std::vector<int> numa_nodes;
   double copy_bytes_per_second = 0;  // per engine; 0 = as fast as memcpy
   host_config host{.name = "sim host"};
 };
@@ -137,7 +144,7 @@ class sim_backend final : public backend {
   sim_backend(backend_caps caps, std::vector<device_info> devices,
               std::shared_ptr<detail::sim_state> state,
               std::vector<std::unique_ptr<detail::copy_engine>> engines,
-              std::unique_ptr<host_backend> host);
+              std::unique_ptr<host_backend> host, std::vector<int> numa_nodes);
 
   std::string_view do_name() const noexcept override { return "sim"; }
   result<memory_block_ptr> do_allocate_device(int device, std::size_t bytes) override;
@@ -149,12 +156,14 @@ class sim_backend final : public backend {
   result<exported_memory> do_export_fd(const memory_span& span) override;
   bool do_release_range(const memory_span& span) noexcept override;
   result<memory_block_ptr> do_import_fd(const exported_memory& exported, int device) override;
+  std::vector<int> do_host_numa_nodes() const override;
 
   status check_fault_device(std::string_view what, int device) const;
 
   std::shared_ptr<detail::sim_state> state_;
   std::unique_ptr<host_backend> host_;
   std::vector<std::unique_ptr<detail::copy_engine>> engines_;  // one per device
+  const std::vector<int> numa_nodes_;  // simulated (sim_config::numa_nodes); empty: the host backend's
 };
 
 // Creates the devices of `config`, their copy engines and the internal host

@@ -45,6 +45,7 @@ from .client import (
     connect,
     device_then_host,
     open_embedded,
+    pageable_on,
     placement,
     vram,
 )
@@ -95,6 +96,7 @@ __all__ = [
     "device_then_host",
     "library_path",
     "open_embedded",
+    "pageable_on",
     "placement",
     "vram",
 ]

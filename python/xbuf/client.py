@@ -112,14 +112,19 @@ def _choice(name: str, value, table: dict) -> int:
 
 
 class Placement(NamedTuple):
-    """Where memory is: kind "vram" (device = the GPU), "pinned" or
-    "pageable" (device -1). str() is the stats name ("vram0", "pinned")."""
+    """Where memory is: kind "vram" (device = the GPU), "pinned" (device
+    -1) or "pageable" (device = the NUMA node; -1: near the GPU that uses
+    it). str() is the stats name ("vram0", "pinned", "pageable-node1")."""
 
     kind: str
     device: int = -1
 
     def __str__(self) -> str:
-        return f"vram{self.device}" if self.kind == "vram" else self.kind
+        if self.kind == "vram":
+            return f"vram{self.device}"
+        if self.kind == "pageable" and self.device >= 0:
+            return f"pageable-node{self.device}"
+        return self.kind
 
 
 def vram(device: int) -> Placement:
@@ -130,23 +135,31 @@ def vram(device: int) -> Placement:
 PINNED = Placement("pinned")
 PAGEABLE = Placement("pageable")
 
+
+def pageable_on(node: int) -> Placement:
+    """Pageable memory on NUMA node ``node`` (a daemon with a pageable
+    domain per node; elsewhere allocating there fails)."""
+    return Placement("pageable", _int("node", node, 0, _INT_MAX))
+
 _KIND_OF = {"vram": _native.PLACEMENT_VRAM, "pinned": _native.PLACEMENT_PINNED, "pageable": _native.PLACEMENT_PAGEABLE}
 _KIND_NAME = {v: k for k, v in _KIND_OF.items()}
 
 
 def _placement_from_c(p: _native.Placement) -> Placement:
     kind = _KIND_NAME.get(p.kind, f"kind{p.kind}")
-    return Placement(kind, p.device if kind == "vram" else -1)
+    return Placement(kind, p.device if kind in ("vram", "pageable") else -1)
 
 
 def placement(value: Union[Placement, str]) -> Placement:
     """A Placement from itself or its stats name: "vram0", "vram1", ...,
-    "pinned", "pageable"."""
+    "pinned", "pageable", "pageable-node0", ..."""
     if isinstance(value, Placement):
         if value.kind not in _KIND_OF:
             raise ValueError(f"placement kind {value.kind!r} is not one of {sorted(_KIND_OF)}")
         if value.kind == "vram":
             return vram(value.device)
+        if value.kind == "pageable" and value.device != -1:
+            return pageable_on(value.device)
         return Placement(value.kind)
     if not isinstance(value, str):
         raise TypeError(f"a placement is a Placement or a name like 'vram0', not {type(value).__name__}")
@@ -154,7 +167,9 @@ def placement(value: Union[Placement, str]) -> Placement:
         return Placement(value)
     if value.startswith("vram") and value[4:].isdigit():
         return vram(int(value[4:]))
-    raise ValueError(f"placement {value!r} is not 'vramN', 'pinned' or 'pageable'")
+    if value.startswith("pageable-node") and value[13:].isdigit():
+        return pageable_on(int(value[13:]))
+    raise ValueError(f"placement {value!r} is not 'vramN', 'pinned', 'pageable' or 'pageable-nodeN'")
 
 
 def device_then_host(device: int) -> list:

@@ -54,6 +54,20 @@ TEST(PciAddressTest, NumaNodeOfAbsentDeviceIsUnknown) {
   EXPECT_EQ(numa_node_of_pci_device("ffff:ff:1f.7"), -1);
 }
 
+TEST(NumaSysfsTest, NodeListsParseAsTheKernelWritesThem) {
+  EXPECT_EQ(parse_node_list("0\n"), (std::vector<int>{0}));
+  EXPECT_EQ(parse_node_list("0-1,3"), (std::vector<int>{0, 1, 3}));
+  EXPECT_EQ(parse_node_list("2,0-1"), (std::vector<int>{0, 1, 2}));
+  for (const char* bad : {"", "x", "3-1", "-1", "0-", "+1", "0-99999", "1,,2"}) {
+    EXPECT_TRUE(parse_node_list(bad).empty()) << bad;
+  }
+  // This machine's list: every node in it exists in sysfs.
+  for (int n : online_numa_nodes()) EXPECT_TRUE(numa_node_exists(n)) << n;
+  if (numa_node_exists(0)) {
+    EXPECT_FALSE(online_numa_nodes().empty()) << "node0 exists, so the online list names it";
+  }
+}
+
 TEST(EventFenceTest, UnattachedFencePollsAsRunning) {
   auto f = event_fence::create(fence::allocate_context(), 1, "test-event", {});
   EXPECT_FALSE(f->is_signaled());

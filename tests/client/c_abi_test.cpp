@@ -432,6 +432,12 @@ TEST_F(CAbiTest, AllocRefusesBadPlacementsFlagsAndSizes) {
   EXPECT_TRUE(error_names("placements[0]"));
   const xbuf_placement no_such_gpu[] = {{XBUF_PLACEMENT_VRAM, 9}};
   EXPECT_EQ(xbuf_alloc_ex(c_, 4096, no_such_gpu, 1, 0, nullptr, 0, &b), -EINVAL) << "the manager's refusal";
+  const xbuf_placement no_such_node[] = {{XBUF_PLACEMENT_PAGEABLE, 6}};
+  EXPECT_EQ(xbuf_alloc_ex(c_, 4096, no_such_node, 1, 0, nullptr, 0, &b), -EINVAL) << "one pageable domain";
+  EXPECT_TRUE(error_names("pageable-node6"));
+  const xbuf_placement negative_node[] = {{XBUF_PLACEMENT_PAGEABLE, -2}};
+  EXPECT_EQ(xbuf_alloc_ex(c_, 4096, negative_node, 1, 0, nullptr, 0, &b), -EINVAL);
+  EXPECT_TRUE(error_names("placements[0]"));
   const xbuf_placement host[] = {{XBUF_PLACEMENT_PAGEABLE, -1}};
   EXPECT_EQ(xbuf_alloc_ex(c_, 4096, nullptr, 1, 0, nullptr, 0, &b), -EINVAL);
   EXPECT_TRUE(error_names("placements"));

@@ -14,10 +14,12 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <future>
+#include <map>
 #include <optional>
 #include <string>
 #include <thread>
@@ -34,6 +36,7 @@ using client::remote_client;
 using namespace std::chrono_literals;
 
 constexpr std::uint64_t KiB = 1024;
+constexpr std::uint64_t MiB = 1024 * KiB;
 
 // A mapping of an exported buffer's memory.
 struct mapped {
@@ -576,6 +579,43 @@ TEST_P(DaemonTopologyTest, PeerMappingFollowsThePciTree) {
     EXPECT_EQ(m->where, placement::pinned()) << m->reason;
   }
   EXPECT_FALSE(m->reason.empty());
+}
+
+// Both machines have two NUMA nodes: the daemon keeps a pageable domain on
+// each (8 MiB of the 16), and a buffer a remote client's GPU evicts lands on
+// that GPU's node - seen, and asked for, over the wire.
+TEST_P(DaemonTopologyTest, PageableMemoryIsKeptPerNumaNodeAndEvictionsStayNearTheGpu) {
+  auto a = connect("numa");
+  auto st = a.stats();
+  ASSERT_TRUE(st) << st.err().describe();
+  std::map<std::string, std::uint64_t> capacity;
+  for (const auto& d : st->domains) {
+    if (d.where.kind == memory_kind::host_pageable) capacity[d.name] = d.capacity;
+  }
+  EXPECT_EQ(capacity, (std::map<std::string, std::uint64_t>{{"pageable-node0", 8 * MiB}, {"pageable-node1", 8 * MiB}}));
+  int last_gpu = -1;
+  for (const auto& d : st->domains) {
+    if (d.where.kind == memory_kind::device) last_gpu = std::max(last_gpu, d.where.device);
+  }
+  ASSERT_GE(last_gpu, 1);
+  auto victim = a.alloc(768 * KiB, {placement::vram(last_gpu), placement::pageable()}, "victim");
+  ASSERT_TRUE(victim) << victim.err().describe();
+  auto evictor = a.alloc(768 * KiB, {placement::vram(last_gpu)}, "evictor");
+  ASSERT_TRUE(evictor) << evictor.err().describe();
+  auto on_node0 = a.alloc(64 * KiB, {placement::pageable(0)}, "node0");
+  ASSERT_TRUE(on_node0) << on_node0.err().describe();
+  auto nowhere = a.alloc(64 * KiB, {placement::pageable(5)}, "node5");
+  ASSERT_FALSE(nowhere);
+  EXPECT_EQ(nowhere.code(), errc::invalid_argument);
+  EXPECT_NE(nowhere.err().message.find("pageable-node5"), std::string::npos) << nowhere.err().message;
+  st = a.stats();
+  ASSERT_TRUE(st) << st.err().describe();
+  std::map<std::string, std::string> where;
+  for (const auto& b : st->buffers) where[b.name] = to_string(b.where);
+  // The last GPU of both machines sits on socket 1.
+  EXPECT_EQ(where["victim"], "pageable-node1");
+  EXPECT_EQ(where["evictor"], "vram" + std::to_string(last_gpu));
+  EXPECT_EQ(where["node0"], "pageable-node0");
 }
 
 INSTANTIATE_TEST_SUITE_P(RealMachines, DaemonTopologyTest,

@@ -5,6 +5,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <string>
+#include <vector>
+
 #include "p2p/hwloc_loader.hpp"
 
 namespace xbuf::p2p {
@@ -69,6 +73,40 @@ TEST(AllocatorBridgeTest, SimDevicesAreTheGpusOfTheTopology) {
   EXPECT_EQ(cfg->devices[15].numa_node, 1);
   EXPECT_NE(cfg->devices[0].name.find("V100"), std::string::npos) << cfg->devices[0].name;
   EXPECT_EQ(cfg->devices[3].vram_bytes, 4 * MiB);
+}
+
+TEST(AllocatorBridgeTest, TheTopologysNumaNodesAreSimulated) {
+  EXPECT_EQ(load("nvidiaDGX2.xml")->numa_nodes(), (std::vector<unsigned>{0, 1}));
+  EXPECT_EQ(load("96em64t-4n4d3ca2co-pci.xml")->numa_nodes(), (std::vector<unsigned>{0, 1, 2, 3}));
+  auto cfg = sim_config_from_topology(*load("nvidiaDGX2.xml"), 4 * MiB);
+  ASSERT_TRUE(cfg) << cfg.err().describe();
+  EXPECT_EQ(cfg->numa_nodes, (std::vector<int>{0, 1}));
+}
+
+// On the DGX-2 (two sockets, eight V100s below each), a buffer evicted from
+// a GPU of socket 1 lands in socket 1's pageable memory.
+TEST(AllocatorBridgeTest, EvictionFromAGpuLandsOnItsSocketsNode) {
+  machine m("nvidiaDGX2.xml");
+  int far = -1;
+  for (std::size_t i = 0; i < m.sim->devices().size(); ++i) {
+    if (m.sim->devices()[i].numa_node == 1) far = static_cast<int>(i);
+  }
+  ASSERT_GE(far, 0);
+  alloc_request r;
+  r.size = 768 * 1024;
+  r.placements = {placement::vram(far), placement::pageable()};
+  auto victim = m.mm->allocate(1, r);
+  ASSERT_TRUE(victim) << victim.err().describe();
+  r.placements = {placement::vram(far)};
+  auto evictor = m.mm->allocate(1, r);
+  ASSERT_TRUE(evictor) << evictor.err().describe();
+  auto info = m.mm->info(1, *victim);
+  ASSERT_TRUE(info);
+  EXPECT_EQ(info->where, placement::pageable(1));
+  std::vector<std::string> names;
+  for (const auto& d : m.mm->stats().domains) names.push_back(d.name);
+  EXPECT_NE(std::find(names.begin(), names.end(), "pageable-node0"), names.end());
+  EXPECT_NE(std::find(names.begin(), names.end(), "pageable-node1"), names.end());
 }
 
 TEST(AllocatorBridgeTest, TopologyWithoutGpusIsNoDevice) {

@@ -59,6 +59,17 @@ def test_write_through_the_pointer_and_read_it_back(client):
         m.view[0]  # released with the buffer: no touching unmapped memory
 
 
+def test_pageable_placements_name_their_numa_node():
+    assert str(xbuf.pageable_on(1)) == "pageable-node1"
+    assert xbuf.placement("pageable-node1") == xbuf.pageable_on(1)
+    assert xbuf.placement(xbuf.Placement("pageable", 2)) == xbuf.pageable_on(2)
+    assert str(xbuf.PAGEABLE) == "pageable"
+    with pytest.raises(ValueError):
+        xbuf.placement("pageable-nodeX")
+    with pytest.raises(ValueError):
+        xbuf.pageable_on(-1)
+
+
 def test_placements_by_name_and_object(client):
     wanted = [("pinned", xbuf.PINNED), (["vram1", "pageable"], xbuf.vram(1)), (xbuf.PAGEABLE, xbuf.PAGEABLE)]
     for placements, where in wanted:
@@ -191,7 +202,7 @@ def test_stats_is_a_dict_listing_our_buffers(client):
     assert len(mine) == 1
     assert mine[0]["name"] == 'py "stats"'
     assert mine[0]["size"] == 12 * KiB
-    assert mine[0]["where"] == {"name": "pinned", "kind": "host_pinned", "device": -1}
+    assert mine[0]["where"] == {"name": "pinned", "kind": "host_pinned", "device": -1, "numa_node": -1}
     assert "allocations" in s["counters"]
     assert any(c["name"] == "pytest" and c["owner"] == client.owner for c in s["clients"])
 

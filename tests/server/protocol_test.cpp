@@ -58,7 +58,8 @@ TEST(ProtocolTest, EveryRequestRoundTrips) {
   }
   {
     alloc_request a{.size = 1 << 20, .alignment = 4096,
-                    .placements = {placement::vram(1), placement::pinned(), placement::pageable()},
+                    .placements = {placement::vram(1), placement::pinned(), placement::pageable(),
+                                   placement::pageable(3)},
                     .flags = alloc_flag_cpu_access, .name = "weights"};
     auto m = round_trip(a);
     EXPECT_EQ(m.size, a.size);
