@@ -40,7 +40,8 @@ namespace xbuf {
 
 std::uint64_t memory_manager::evict_locked(int domain, std::uint64_t needed, const buffer* self) {
   auto& lru = at(domain).lru();
-  victim_queue queue(lru, current_use_tick());
+  // A keep hint protects a buffer from its own owner's allocations only.
+  victim_queue queue(lru, current_use_tick(), self != nullptr ? std::optional(self->owner) : std::nullopt);
   // The next movable candidate and its range: idle ones in policy order,
   // then the busy ones met on the way, in the same order.
   std::vector<buffer*> busy;
@@ -161,6 +162,12 @@ status memory_manager::advise_unguarded(owner_id owner, buffer_id id, eviction_h
   mutex_lock lock(mutex_);
   auto buf = find_locked(owner, id);
   if (!buf) return detail::unknown_buffer(owner, id);
+  // An importer's word would order another owner's buffers (done sends
+  // them out first): only the owner advises.
+  if (buf->owner != owner) {
+    return fail(errc::permission_denied, "advise " + detail::buffer_name(id) + ": only its owner (" +
+                                             std::to_string(buf->owner) + ") advises its eviction");
+  }
   buf->reuse.hint = hint;  // [mgr]: the manager mutex is enough
   return ok();
 }

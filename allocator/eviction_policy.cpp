@@ -69,10 +69,12 @@ std::optional<std::uint64_t> predicted_interval(const reuse_history& h) noexcept
   return best;
 }
 
-std::uint64_t eviction_score(const reuse_history& h, std::uint64_t now) noexcept {
+std::uint64_t eviction_score(const reuse_history& h, std::uint64_t now, bool honour_keep) noexcept {
   switch (h.hint) {
     case eviction_hint::done: return std::numeric_limits<std::uint64_t>::max();
-    case eviction_hint::keep: return 0;
+    case eviction_hint::keep:
+      if (honour_keep) return 0;
+      break;
     case eviction_hint::none: break;
   }
   const std::uint64_t last = h.count != 0 ? h.ticks[0] : 0;
@@ -91,10 +93,13 @@ bool below(const auto& a, const auto& b) {
 }
 }  // namespace
 
-victim_queue::victim_queue(const std::list<buffer*>& lru, std::uint64_t now) {
+victim_queue::victim_queue(const std::list<buffer*>& lru, std::uint64_t now, std::optional<owner_id> keep_for) {
   heap_.reserve(lru.size());
   std::size_t i = 0;
-  for (buffer* b : lru) heap_.push_back({eviction_score(b->reuse, now), i++, b});
+  for (buffer* b : lru) {
+    const bool honour_keep = !keep_for || b->owner == *keep_for;
+    heap_.push_back({eviction_score(b->reuse, now, honour_keep), i++, b});
+  }
   std::make_heap(heap_.begin(), heap_.end(), [](const scored& a, const scored& b) { return below(a, b); });
 }
 
@@ -106,8 +111,9 @@ buffer* victim_queue::next() {
   return b;
 }
 
-std::vector<buffer*> victim_order(const std::list<buffer*>& lru, std::uint64_t now) {
-  victim_queue q(lru, now);
+std::vector<buffer*> victim_order(const std::list<buffer*>& lru, std::uint64_t now,
+                                  std::optional<owner_id> keep_for) {
+  victim_queue q(lru, now, keep_for);
   std::vector<buffer*> out;
   out.reserve(lru.size());
   while (buffer* b = q.next()) out.push_back(b);

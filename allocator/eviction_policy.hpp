@@ -37,7 +37,12 @@
 //            update, a finished request's KV): evicted before anything
 //            unhinted. Cleared by the buffer's next use.
 //     keep : evicted only after every unhinted buffer (a soft pin: it still
-//            moves when nothing else can).
+//            moves when nothing else can) - when the eviction makes room
+//            for a buffer of the same owner. Against another owner's
+//            allocation keep counts for nothing: a tenant orders its own
+//            buffers, it cannot push another tenant's out before its own
+//            (xbufd's tenants do not trust each other; DESIGN.md, Tenancy).
+//            done only ever hurts its own buffer, so it always counts.
 //     none : back to the history's estimate.
 //
 // Rules
@@ -72,6 +77,7 @@
 namespace xbuf {
 
 struct buffer;  // allocator/buffer.hpp
+using owner_id = std::uint32_t;  // as allocator/buffer.hpp says
 
 enum class eviction_hint : std::uint8_t { none, done, keep };
 
@@ -96,8 +102,9 @@ void record_use(reuse_history& h, std::uint64_t tick) noexcept;
 // else nullopt.
 std::optional<std::uint64_t> predicted_interval(const reuse_history& h) noexcept;
 
-// The eviction score at tick `now`: larger is evicted first.
-std::uint64_t eviction_score(const reuse_history& h, std::uint64_t now) noexcept;
+// The eviction score at tick `now`: larger is evicted first. A keep hint
+// counts only when `honour_keep` (see Overview).
+std::uint64_t eviction_score(const reuse_history& h, std::uint64_t now, bool honour_keep = true) noexcept;
 
 // The domain's buffers (its LRU list, least recently used first) in the
 // order eviction should try them, one at a time: scores are taken once, at
@@ -109,7 +116,9 @@ std::uint64_t eviction_score(const reuse_history& h, std::uint64_t now) noexcept
 // Context: allocates; manager mutex held (reads [mgr] fields).
 class victim_queue {
  public:
-  victim_queue(const std::list<buffer*>& lru, std::uint64_t now);
+  // Keep hints count for buffers of owner `keep_for` (the owner the room is
+  // for), or for every buffer without one.
+  victim_queue(const std::list<buffer*>& lru, std::uint64_t now, std::optional<owner_id> keep_for = std::nullopt);
   // The next candidate, nullptr when none is left.
   buffer* next();
 
@@ -123,6 +132,7 @@ class victim_queue {
 };
 
 // All of victim_queue's order at once (tests, offline replays).
-std::vector<buffer*> victim_order(const std::list<buffer*>& lru, std::uint64_t now);
+std::vector<buffer*> victim_order(const std::list<buffer*>& lru, std::uint64_t now,
+                                  std::optional<owner_id> keep_for = std::nullopt);
 
 }  // namespace xbuf

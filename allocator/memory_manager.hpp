@@ -298,8 +298,10 @@ class memory_manager {
   // (allocator/eviction_policy.hpp): `done` - not for a while (evicted
   // before anything unhinted; the buffer's next use clears it), `keep` -
   // evicted only after every unhinted buffer, `none` - back to the
-  // buffer's own use history. Moves nothing by itself.
-  // Errors: not_found. Context: takes the manager mutex only; never blocks
+  // buffer's own use history. Moves nothing by itself. keep counts only
+  // against evictions for the same owner (eviction_policy.hpp).
+  // Errors: not_found, permission_denied (a buffer shared with `owner`,
+  // not its own). Context: takes the manager mutex only; never blocks
   // on a buffer lock or a fence.
   status advise(owner_id owner, buffer_id id, eviction_hint hint);
 

@@ -147,6 +147,12 @@ class allocator {
   // detaches. Errors: not_found, bad_state (a use of it is begun).
   virtual status free(buffer_id id) = 0;
   virtual status share(buffer_id id, owner_id with) = 0;
+  // The owner's word on when it uses its buffer next, for eviction
+  // (allocator/eviction_policy.hpp): done - not for a while (goes first;
+  // the next use clears it), keep - last among this owner's buffers, none -
+  // its own use history again. Moves nothing. Errors: not_found,
+  // permission_denied (shared with this client, not its own).
+  virtual status advise(buffer_id id, eviction_hint hint) = 0;
   // A new fd of the buffer's memory (the caller owns it): for another
   // process. Each export holds the buffer until release_export() (or this
   // allocator's end): freed meanwhile, it stays charged to its owner and

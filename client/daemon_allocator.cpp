@@ -76,6 +76,10 @@ class daemon_allocator final : public detail::mapping_allocator {
     xbuf::mutex_lock lock(mutex_);
     return rc_.share(id, with);
   }
+  status advise(buffer_id id, eviction_hint hint) override {
+    xbuf::mutex_lock lock(mutex_);
+    return rc_.advise(id, hint);
+  }
   result<exported_buffer> export_fd(buffer_id id) override {
     xbuf::mutex_lock lock(mutex_);
     return rc_.export_fd(id);

@@ -80,6 +80,7 @@ class embedded_allocator final : public detail::mapping_allocator {
     on_pressure_ = std::move(cb);
   }
   status share(buffer_id id, owner_id with) override { return mm_->share(self, id, with); }
+  status advise(buffer_id id, eviction_hint hint) override { return mm_->advise(self, id, hint); }
   result<exported_buffer> export_fd(buffer_id id) override {
     auto e = mm_->export_fd(self, id);
     if (!e) return std::move(e).err();

@@ -300,6 +300,10 @@ status remote_client::share(buffer_id id, owner_id with) {
   return to_status(call<wire::empty_body>(wire::share_request{.buffer = id, .with = with}));
 }
 
+status remote_client::advise(buffer_id id, eviction_hint hint) {
+  return to_status(call<wire::empty_body>(wire::advise_request{.id = id, .hint = hint}));
+}
+
 result<exported_buffer> remote_client::export_fd(buffer_id id) {
   auto r = call<wire::export_reply>(wire::export_request{.id = id});
   if (!r) return std::move(r).err();

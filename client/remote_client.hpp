@@ -79,6 +79,7 @@ class remote_client {
                           std::string name = {}, std::uint32_t flags = 0, std::uint64_t alignment = 0);
   status free(buffer_id id);
   status share(buffer_id id, owner_id with);
+  status advise(buffer_id id, eviction_hint hint);
   // Ownership: the returned fd belongs to the caller.
   result<exported_buffer> export_fd(buffer_id id);
   // One export of `id` this client is done with (memory_manager::release_export).

@@ -150,6 +150,15 @@ xbuf_placement c_placement(const xbuf::placement& p) {
   return xbuf_placement{kind_of(p.kind), p.kind == xbuf::memory_kind::host_pageable ? p.node : p.device};
 }
 
+std::optional<xbuf::eviction_hint> hint_of(int hint) {
+  switch (hint) {
+    case XBUF_HINT_NONE: return xbuf::eviction_hint::none;
+    case XBUF_HINT_DONE: return xbuf::eviction_hint::done;
+    case XBUF_HINT_KEEP: return xbuf::eviction_hint::keep;
+    default: return std::nullopt;
+  }
+}
+
 std::optional<xbuf::fence_usage> usage_of(int usage) {
   switch (usage) {
     case XBUF_USAGE_WRITE: return xbuf::fence_usage::write;
@@ -510,6 +519,15 @@ int xbuf_share(xbuf_client* c, uint64_t buffer, uint32_t with) {
   return guarded(__func__, [&](const char* fn) {
     if (c == nullptr) return bad_arg(fn, null_client);
     return done(fn, c->a->share(buffer, with));
+  });
+}
+
+int xbuf_advise(xbuf_client* c, uint64_t buffer, int hint) {
+  return guarded(__func__, [&](const char* fn) {
+    if (c == nullptr) return bad_arg(fn, null_client);
+    auto h = hint_of(hint);
+    if (!h) return bad_arg(fn, "hint " + std::to_string(hint) + " is not an XBUF_HINT_*");
+    return done(fn, c->a->advise(buffer, *h));
   });
 }
 

@@ -184,6 +184,15 @@ int xbuf_free(xbuf_client* c, uint64_t buffer);
 /* Lets owner `with` (their xbuf_owner) attach and map the buffer too. */
 int xbuf_share(xbuf_client* c, uint64_t buffer, uint32_t with);
 
+/* xbuf_advise hints: when the owner uses the buffer next, for eviction. */
+#define XBUF_HINT_NONE 0 /* back to its own use history */
+#define XBUF_HINT_DONE 1 /* not for a while: evicted first; its next use clears it */
+#define XBUF_HINT_KEEP 2 /* evicted last among this owner's buffers (not others') */
+
+/* The owner's eviction hint for its buffer; moves nothing. Errors: -ENOENT
+ * (unknown), -EPERM (shared with this client, not its own), -EINVAL (hint). */
+int xbuf_advise(xbuf_client* c, uint64_t buffer, int hint);
+
 typedef struct xbuf_export_info {
   int fd;          /* owned by the caller: close it */
   uint64_t offset; /* the buffer's first byte in the fd */

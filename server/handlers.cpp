@@ -128,6 +128,8 @@ constexpr route routes[] = {
     route_of<wire::release_request, release_export>(run_on::pool),
     // The event log's leaf lock; at most max_trace_events events.
     route_of<wire::trace_request, trace>(run_on::session),
+    // The manager mutex only.
+    route_of<wire::advise_request, advise>(run_on::session),
 };
 
 // find_route() indexes the table by type.
@@ -301,6 +303,8 @@ status release_export(session_context& ctx, const wire::release_request& m) {
 status share(session_context& ctx, const wire::share_request& m) {
   return ctx.mm.share(ctx.owner, m.buffer, m.with);
 }
+
+status advise(session_context& ctx, const wire::advise_request& m) { return ctx.mm.advise(ctx.owner, m.id, m.hint); }
 
 result<reply_or_wait<export_result>> export_buffer(session_context& ctx, const wire::export_request& m) {
   if (!ctx.rerun) ctx.rerun.emplace().deadline = deadline_after(ctx.alloc_wait);

@@ -231,6 +231,8 @@ std::optional<status> try_free_buffer(session_context& ctx, const wire::free_req
 // One export of the buffer the client is done with (it and its receivers).
 status release_export(session_context& ctx, const wire::release_request& m);
 status share(session_context& ctx, const wire::share_request& m);
+// The owner's eviction hint for its buffer (memory_manager::advise).
+status advise(session_context& ctx, const wire::advise_request& m);
 
 // export's reply travels with the exported fd.
 struct export_result {

@@ -32,6 +32,7 @@ std::string_view request_name(std::uint16_t t) noexcept {
     case msg_type::import_fd: return "import";
     case msg_type::release: return "release";
     case msg_type::trace: return "trace";
+    case msg_type::advise: return "advise";
     case msg_type::move_notify: return "move_notify";
     case msg_type::fence_signaled: return "fence_signaled";
     case msg_type::memory_pressure: return "memory_pressure";

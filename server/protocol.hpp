@@ -67,6 +67,7 @@
 
 #include "allocator/buffer.hpp"
 #include "allocator/domain.hpp"
+#include "allocator/eviction_policy.hpp"
 #include "core/memory_kind.hpp"
 #include "core/reservation.hpp"
 #include "core/result.hpp"
@@ -128,6 +129,7 @@ enum class msg_type : std::uint16_t {
   import_fd = 17,
   release = 18,
   trace = 19,
+  advise = 20,
   // events, pushed by the daemon
   move_notify = 0x4001,
   fence_signaled = 0x4002,
@@ -138,7 +140,7 @@ inline constexpr std::uint16_t reply_bit = 0x8000;
 // parser. Requests are numbered first..last without gaps, events likewise;
 // a new one goes at the end of its range and moves its *_last constant.
 inline constexpr msg_type msg_type_first_request = msg_type::hello;
-inline constexpr msg_type msg_type_last_request = msg_type::trace;
+inline constexpr msg_type msg_type_last_request = msg_type::advise;
 inline constexpr msg_type msg_type_first_event = msg_type::move_notify;
 inline constexpr msg_type msg_type_last_event = msg_type::memory_pressure;
 namespace detail {
@@ -150,10 +152,10 @@ constexpr bool is_last_of_range(msg_type t) {
     case msg_type::export_fd: case msg_type::attach: case msg_type::detach: case msg_type::map:
     case msg_type::unmap: case msg_type::add_client_fence: case msg_type::signal_client_fence:
     case msg_type::wait: case msg_type::validate: case msg_type::cpu_begin: case msg_type::cpu_end:
-    case msg_type::stats: case msg_type::import_fd: case msg_type::release:
+    case msg_type::stats: case msg_type::import_fd: case msg_type::release: case msg_type::trace:
     case msg_type::move_notify: case msg_type::fence_signaled:
       return false;
-    case msg_type::trace: case msg_type::memory_pressure:
+    case msg_type::advise: case msg_type::memory_pressure:
       return true;
   }
   return false;
@@ -214,6 +216,7 @@ class writer {
   void put(errc c) { u32(static_cast<std::uint32_t>(c)); }
   void put(attach_mode m) { u8(static_cast<std::uint8_t>(m)); }
   void put(fence_usage u) { u8(static_cast<std::uint8_t>(u)); }
+  void put(eviction_hint h) { u8(static_cast<std::uint8_t>(h)); }
   void put(memory_kind k) { u8(static_cast<std::uint8_t>(k)); }
   void put(const placement& p) {
     put(p.kind);
@@ -267,6 +270,13 @@ constexpr bool is_last(fence_usage u) {
   }
   return false;
 }
+constexpr bool is_last(eviction_hint h) {
+  switch (h) {
+    case eviction_hint::none: case eviction_hint::done: return false;
+    case eviction_hint::keep: return true;
+  }
+  return false;
+}
 }  // namespace detail
 
 inline constexpr errc errc_last = errc::parse_error;
@@ -275,6 +285,8 @@ inline constexpr attach_mode attach_mode_last = attach_mode::dynamic;
 static_assert(detail::is_last(attach_mode_last), "attach_mode grew: update attach_mode_last");
 inline constexpr fence_usage fence_usage_last = fence_usage::bookkeep;
 static_assert(detail::is_last(fence_usage_last), "fence_usage grew: update fence_usage_last");
+inline constexpr eviction_hint eviction_hint_last = eviction_hint::keep;
+static_assert(detail::is_last(eviction_hint_last), "eviction_hint grew: update eviction_hint_last");
 
 class reader {
  public:
@@ -364,6 +376,7 @@ class reader {
   }
   void get(const char* name, attach_mode& v) { enumerated(name, v, attach_mode_last); }
   void get(const char* name, fence_usage& v) { enumerated(name, v, fence_usage_last); }
+  void get(const char* name, eviction_hint& v) { enumerated(name, v, eviction_hint_last); }
   void get(const char* name, memory_kind& v) { enumerated(name, v, memory_kind_last); }
   void get(const char* name, placement& p) {
     get(name, p.kind);
@@ -621,6 +634,15 @@ struct trace_request {
   std::uint32_t max = max_trace_events;
   template <class IO> void io(IO& x) { x("since", since); x("max", max); }
   status bounds() const { return detail::within_cap("trace", "max", max, max_trace_events, "events"); }
+};
+// A framework's word on a buffer's next use, for eviction (memory_manager::
+// advise): none, done ("not for a while"), keep (last to go - among the
+// owner's own buffers only). Owner only. Reply: empty.
+struct advise_request {
+  static constexpr msg_type type = msg_type::advise;
+  std::uint64_t id = 0;
+  eviction_hint hint = eviction_hint::none;
+  template <class IO> void io(IO& x) { x("id", id); x("hint", hint); }
 };
 struct trace_event {
   std::uint64_t seq = 0;

@@ -39,6 +39,9 @@ ATTACH_PINNED = 0
 ATTACH_DYNAMIC = 1
 USAGE_WRITE = 1
 USAGE_READ = 2
+HINT_NONE = 0
+HINT_DONE = 1
+HINT_KEEP = 2
 
 
 class Placement(ctypes.Structure):
@@ -108,6 +111,7 @@ _PROTOTYPES = {
     "xbuf_free": (_int, [_handle, _u64]),
     "xbuf_release_export": (_int, [_handle, _u64]),
     "xbuf_share": (_int, [_handle, _u64, _u32]),
+    "xbuf_advise": (_int, [_handle, _u64, _int]),
     "xbuf_export": (_int, [_handle, _u64, _p(ExportInfo)]),
     "xbuf_export_fd": (_int, [_handle, _u64, _p(_int), _p(_u64), _p(_u64)]),
     "xbuf_import": (_int, [_handle, _int, _p(_u64), _p(_u64)]),

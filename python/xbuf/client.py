@@ -98,6 +98,7 @@ def _text(name: str, value: Optional[str], default: Optional[str] = None) -> Opt
 
 _USAGES = {"write": _native.USAGE_WRITE, "read": _native.USAGE_READ}
 _MODES = {"dynamic": _native.ATTACH_DYNAMIC, "pinned": _native.ATTACH_PINNED}
+_HINTS = {"none": _native.HINT_NONE, "done": _native.HINT_DONE, "keep": _native.HINT_KEEP}
 
 
 def _choice(name: str, value, table: dict) -> int:
@@ -539,6 +540,14 @@ class Buffer:
         """Lets ``owner`` (another client's Client.owner) attach and map it."""
         c = self.client
         c._check(c._lib.xbuf_share(c._h(), self.id, _int("owner", owner, 0, _U32_MAX)))
+
+    def advise(self, hint: str) -> None:
+        """The owner's word on when it uses this buffer next, for eviction:
+        "done" (not for a while: evicted first, until its next use), "keep"
+        (evicted last among this client's buffers - not other clients'),
+        "none" (its own use history again). Moves nothing."""
+        c = self.client
+        c._check(c._lib.xbuf_advise(c._h(), self.id, _choice("hint", hint, _HINTS)))
 
     def export(self) -> Export:
         """A new fd of the buffer's memory (see Export)."""

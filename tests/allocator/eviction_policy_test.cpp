@@ -142,15 +142,50 @@ TEST(EvictionPolicyTest, AdviceMovesABufferInTheOrder) {
   // that one out first.
   ASSERT_TRUE(s.mm->advise(alice, ids[0], eviction_hint::keep));
   ASSERT_TRUE(s.mm->advise(alice, ids[3], eviction_hint::done));
-  auto e = s.mm->allocate(bob, request(256 * KiB, vram0_then_host));
+  auto e = s.mm->allocate(alice, request(256 * KiB, vram0_then_host));
   ASSERT_TRUE(e) << e.err().describe();
   EXPECT_EQ(s.where(alice, ids[3]), placement::pageable());
-  auto f = s.mm->allocate(bob, request(256 * KiB, vram0_then_host));
+  auto f = s.mm->allocate(alice, request(256 * KiB, vram0_then_host));
   ASSERT_TRUE(f) << f.err().describe();
   EXPECT_EQ(s.where(alice, ids[1]), placement::pageable()) << "then LRU order, passing over 'keep'";
   EXPECT_EQ(s.where(alice, ids[0]), placement::vram(0));
   auto bad = s.mm->advise(bob, ids[0], eviction_hint::done);
   EXPECT_EQ(bad.code(), errc::not_found) << "another owner's buffer reads as unknown";
+}
+
+// Tenants do not trust each other: alice's keep orders alice's buffers, it
+// does not make bob's allocation evict bob's own buffers (or anyone's)
+// before alice's. And bob, shown alice's buffer, cannot advise it.
+TEST(EvictionPolicyTest, KeepOrdersOnlyItsOwnersBuffers) {
+  sim_manager s;
+  std::vector<buffer_id> mine;
+  for (int i = 0; i < 2; ++i) {
+    auto id = s.mm->allocate(alice, request(256 * KiB, vram0_then_host));
+    ASSERT_TRUE(id);
+    mine.push_back(*id);
+  }
+  std::vector<buffer_id> his;
+  for (int i = 0; i < 2; ++i) {
+    auto id = s.mm->allocate(bob, request(256 * KiB, vram0_then_host));
+    ASSERT_TRUE(id);
+    his.push_back(*id);
+  }
+  for (auto id : mine) ASSERT_TRUE(s.mm->advise(alice, id, eviction_hint::keep));
+  // Bob needs room: plain LRU order among everyone, alice's oldest first.
+  auto room = s.mm->allocate(bob, request(256 * KiB, vram0_then_host));
+  ASSERT_TRUE(room) << room.err().describe();
+  EXPECT_EQ(s.where(alice, mine[0]), placement::pageable()) << "keep counts nothing against bob";
+  EXPECT_EQ(s.where(bob, his[0]), placement::vram(0));
+  // Alice needs room: her keeps hold, bob's LRU buffer goes.
+  auto hers = s.mm->allocate(alice, request(256 * KiB, vram0_then_host));
+  ASSERT_TRUE(hers) << hers.err().describe();
+  EXPECT_EQ(s.where(alice, mine[1]), placement::vram(0));
+  EXPECT_EQ(s.where(bob, his[0]), placement::pageable());
+
+  ASSERT_TRUE(s.mm->share(alice, mine[1], bob));
+  auto foreign = s.mm->advise(bob, mine[1], eviction_hint::done);
+  EXPECT_EQ(foreign.code(), errc::permission_denied);
+  EXPECT_NE(foreign.err().message.find("only its owner"), std::string::npos) << foreign.err().message;
 }
 
 }  // namespace

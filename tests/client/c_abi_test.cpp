@@ -118,7 +118,8 @@ TEST_F(CAbiTest, WriteInOneUseReadInTheNext) {
   EXPECT_EQ(xbuf_free(c_, b), 0) << last();
 }
 
-TEST_F(CAbiTest, PlacementsAreTriedInOrderAndHostDevicesIgnored) {
+// A pinned placement takes no index (5 is ignored); pageable's is its NUMA node.
+TEST_F(CAbiTest, PlacementsAreTriedInOrderAndPinnedTakesNoIndex) {
   const std::uint64_t pinned = alloc_in(8 * KiB, {{XBUF_PLACEMENT_PINNED, 5}});
   const std::uint64_t pageable = alloc_in(8 * KiB, {{XBUF_PLACEMENT_PAGEABLE, -1}, {XBUF_PLACEMENT_VRAM, 0}});
   const std::uint64_t gpu1 = alloc_in(8 * KiB, {{XBUF_PLACEMENT_VRAM, 1}});
@@ -413,6 +414,28 @@ TEST_F(CAbiTest, UnknownIdsAreNotFound) {
   EXPECT_EQ(xbuf_begin_use(c_, no_such_id, XBUF_USAGE_READ, XBUF_DEFAULT, &m), -ENOENT);
   EXPECT_EQ(xbuf_end_use(c_, no_such_id, 0), -ENOENT);
   EXPECT_EQ(xbuf_cpu_end(c_, no_such_id), -ENOENT);
+}
+
+TEST_F(CAbiTest, AdviceOrdersEvictionAndRefusesBadHints) {
+  std::vector<std::uint64_t> ids;
+  for (int i = 0; i < 4; ++i) ids.push_back(alloc_in(256 * KiB, {{XBUF_PLACEMENT_VRAM, 0}, {XBUF_PLACEMENT_PAGEABLE, -1}}));
+  ASSERT_EQ(xbuf_advise(c_, ids[0], XBUF_HINT_KEEP), 0) << last();
+  ASSERT_EQ(xbuf_advise(c_, ids[3], XBUF_HINT_DONE), 0) << last();
+  (void)alloc_in(256 * KiB, {{XBUF_PLACEMENT_VRAM, 0}, {XBUF_PLACEMENT_PAGEABLE, -1}});
+  (void)alloc_in(256 * KiB, {{XBUF_PLACEMENT_VRAM, 0}, {XBUF_PLACEMENT_PAGEABLE, -1}});
+  auto where = [&](std::uint64_t b) {
+    const std::uint64_t a = attach(b);
+    xbuf_mapping m{};
+    EXPECT_EQ(xbuf_map(c_, a, XBUF_DEFAULT, &m), 0) << last();
+    return m.where.kind;
+  };
+  EXPECT_EQ(where(ids[3]), XBUF_PLACEMENT_PAGEABLE) << "done goes first";
+  EXPECT_EQ(where(ids[1]), XBUF_PLACEMENT_PAGEABLE) << "then LRU, passing over keep";
+  EXPECT_EQ(where(ids[0]), XBUF_PLACEMENT_VRAM) << "keep stays";
+  EXPECT_EQ(xbuf_advise(c_, ids[0], 3), -EINVAL);
+  EXPECT_TRUE(error_names("hint 3"));
+  EXPECT_EQ(xbuf_advise(c_, 987654, XBUF_HINT_NONE), -ENOENT);
+  EXPECT_EQ(xbuf_advise(nullptr, ids[0], XBUF_HINT_NONE), -EINVAL);
 }
 
 TEST_F(CAbiTest, DoubleFreeIsAnError) {

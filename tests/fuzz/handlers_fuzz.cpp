@@ -311,6 +311,10 @@ class harness {
         auto m = wire::decode_message<wire::share_request>(f);
         return m && not_own_buffer(caller, m->buffer);
       }
+      case msg_type::advise: {  // owner only, as free
+        auto m = wire::decode_message<wire::advise_request>(f);
+        return m && not_own_buffer(caller, m->id);
+      }
       case msg_type::export_fd: {
         auto m = wire::decode_message<wire::export_request>(f);
         return m && foreign_buffer(caller, m->id);
@@ -628,6 +632,10 @@ class harness {
       case msg_type::trace: {
         const std::uint64_t since = in.u8();
         return wire::encode_message(id, wire::trace_request{.since = since, .max = in.u8() * 8u});
+      }
+      case msg_type::advise: {
+        const std::uint64_t b = buffer();
+        return wire::encode_message(id, wire::advise_request{.id = b, .hint = static_cast<eviction_hint>(in.u8() % 3)});
       }
       default:
         break;

@@ -144,7 +144,8 @@ void frame_parser_seeds(const std::filesystem::path& dir) {
            wire::encode_message(16, wire::cpu_end_request{.id = 1}), free, stats,
            wire::encode_message(17, wire::import_request{}),
            wire::encode_message(18, wire::release_request{.id = 1}),
-           wire::encode_message(19, wire::trace_request{.since = 0, .max = 16})});
+           wire::encode_message(19, wire::trace_request{.since = 0, .max = 16}),
+           wire::encode_message(20, wire::advise_request{.id = 1, .hint = eviction_hint::done})});
 
   write(dir, "req-hello", parser_input(true, 1, hello));
   write(dir, "req-alloc", parser_input(true, 2, alloc));
@@ -245,6 +246,8 @@ void handlers_seeds(const std::filesystem::path& dir) {
             .hello(1)
             .req(0, t::alloc, {kib64, 0, 2, vram0, pageable, 0, 1, 'b'})
             .req(0, t::share, {own0, 3})  // with: the second client connected (slot b)
+            .req(0, t::advise, {own0, 1})    // a: done with it
+            .req(1, t::advise, {other0, 2})  // b may not advise a's buffer
             .req(1, t::attach, {other0, 1 /* device 0, pinned */})
             .req(1, t::map, {own0})
             .req(1, t::unmap, {own0})

@@ -218,6 +218,35 @@ TEST_F(DaemonTest, AnotherClientsIdIsNotFound) {
   EXPECT_TRUE(a.free(*buf)) << "a's buffer survived b's attempts";
 }
 
+// Eviction hints over the wire: the owner's done sends its buffer out
+// first; a client the buffer is shared with cannot advise it; an unknown id
+// is not_found.
+TEST_F(DaemonTest, AdviceOrdersTheOwnersEvictionsAndOnlyTheOwnerGivesIt) {
+  auto a = connect("a");
+  auto b = connect("b");
+  std::vector<buffer_id> ids;
+  for (int i = 0; i < 4; ++i) {  // 4 x 256 KiB fill the 1 MiB GPU
+    auto id = a.alloc(256 * KiB, {placement::vram(0), placement::pageable()}, "b" + std::to_string(i));
+    ASSERT_TRUE(id) << id.err().describe();
+    ids.push_back(*id);
+  }
+  ASSERT_TRUE(a.advise(ids[3], eviction_hint::done));  // the newest: LRU would keep it
+  auto more = a.alloc(256 * KiB, {placement::vram(0), placement::pageable()}, "b4");
+  ASSERT_TRUE(more) << more.err().describe();
+  auto st = a.stats();
+  ASSERT_TRUE(st) << st.err().describe();
+  std::map<std::string, std::string> where;
+  for (const auto& s : st->buffers) where[s.name] = to_string(s.where);
+  EXPECT_EQ(where["b3"], "pageable") << "done went first";
+  EXPECT_EQ(where["b0"], "vram0") << "the LRU buffer stayed";
+
+  ASSERT_TRUE(a.share(ids[0], b.owner()));
+  auto foreign = b.advise(ids[0], eviction_hint::done);
+  EXPECT_EQ(foreign.code(), errc::permission_denied) << foreign.err().describe();
+  EXPECT_EQ(b.advise(ids[1], eviction_hint::keep).code(), errc::not_found);
+  EXPECT_EQ(a.advise(999999, eviction_hint::none).code(), errc::not_found);
+}
+
 TEST_F(DaemonTest, ExportedMemoryIsSharedAcrossClients) {
   auto a = connect("a");
   auto b = connect("b");

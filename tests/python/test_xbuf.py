@@ -275,6 +275,7 @@ def test_unknown_ids_are_not_found(client):
         lambda: client.buffer(NO_SUCH_ID).free(),
         lambda: client.buffer(NO_SUCH_ID).export(),
         lambda: client.buffer(NO_SUCH_ID).share(1),
+        lambda: client.buffer(NO_SUCH_ID).advise("done"),
         lambda: client.buffer(NO_SUCH_ID).add_fence(),
         lambda: client.fence(NO_SUCH_ID).wait(),
         lambda: client.fence(NO_SUCH_ID).signal(),
@@ -438,6 +439,23 @@ def test_embedded_eviction_calls_back_at_once(embedded):
     assert len(events) >= 1 and events[0].buffer == first.id
     with att.use("read") as view:
         assert view[0] == 0x42
+
+
+def test_advice_orders_eviction_and_refuses_a_bad_hint(embedded, client):
+    bufs = [embedded.alloc(256 * KiB, ["vram0", "pageable"]) for _ in range(4)]
+    bufs[3].advise("done")  # the newest: LRU alone would keep it
+    embedded.alloc(256 * KiB, ["vram0", "pageable"])
+    where = {b["id"]: b["where"]["name"] for b in embedded.stats()["buffers"]}
+    assert where[bufs[3].id] == "pageable"
+    assert where[bufs[0].id] == "vram0"
+    with pytest.raises(ValueError):
+        bufs[0].advise("soon")
+    with pytest.raises(TypeError):
+        bufs[0].advise(1)
+    # Over the daemon: the owner's word is taken, nobody else's.
+    own = client.alloc(4 * KiB, "pageable")
+    own.advise("keep")
+    own.advise("none")
 
 
 def test_embedded_pressure_is_this_clients_own_failure(embedded):

@@ -259,6 +259,21 @@ TEST(ProtocolTest, OutOfRangeEnumIsRejectedWithItsField) {
   EXPECT_NE(d.err().message.find("out of range"), std::string::npos) << d.err().message;
 }
 
+TEST(ProtocolTest, AdviseCarriesItsHintAndRefusesOneOutOfRange) {
+  auto m = round_trip(advise_request{.id = 42, .hint = eviction_hint::keep});
+  EXPECT_EQ(m.id, 42u);
+  EXPECT_EQ(m.hint, eviction_hint::keep);
+  EXPECT_EQ(type_name(static_cast<std::uint16_t>(msg_type::advise)), "advise");
+  writer w;
+  w.u64(42);
+  w.u8(3);  // no such eviction_hint
+  frame f{.header = {.type = static_cast<std::uint16_t>(msg_type::advise)}, .payload = w.out()};
+  auto d = decode_message<advise_request>(f);
+  ASSERT_FALSE(d);
+  EXPECT_NE(d.err().message.find("hint"), std::string::npos) << d.err().message;
+  EXPECT_NE(d.err().message.find("out of range"), std::string::npos) << d.err().message;
+}
+
 TEST(ProtocolTest, GarbageIsBadWithoutARequestId) {
   bytes junk(64, 0xab);
   frame_parser p(true);
