@@ -20,7 +20,7 @@ cd "$(dirname "$0")/.."
 
 stage=device
 binaries=(xbufd xbuf gpu_backend_test backend_conformance_test cuda_backend_test xbuf_backend_fd_helper
-  copy_bandwidth_bench small_alloc_bench allocator_suite_test cuda_vram_test)
+  copy_bandwidth_bench small_alloc_bench gpu_alloc_bench allocator_suite_test cuda_vram_test)
 
 prepare() {
   scripts/install-deps.sh
@@ -131,7 +131,10 @@ run() {
   fi
   run_check copy_bandwidth 90 "$bin/copy_bandwidth_bench"
   run_check small_alloc 60 "$bin/small_alloc_bench" --quick
-  for f in copy_bandwidth small_alloc; do
+  # issue 11's GPU figures: warm alloc vs cuMemAlloc/cuMemFree, evict+promote
+  # vs raw copies from pinned memory (one JSON line each, ratio included).
+  run_check gpu_alloc 90 "$bin/gpu_alloc_bench" --short
+  for f in copy_bandwidth small_alloc gpu_alloc; do
     [ -f "$out/$f.log" ] && { echo "--- $f"; cat "$out/$f.log"; } >>"$summary"
   done
   echo "device-check: $(( $(date +%s) - start )) s; summary in $summary" | tee -a "$summary"
