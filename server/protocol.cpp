@@ -89,6 +89,22 @@ std::vector<std::uint8_t> encode_frame(std::uint16_t type, std::uint64_t request
   return std::move(w.out());
 }
 
+std::vector<std::uint8_t> finish_frame(writer& w, std::uint16_t type, std::uint64_t request_id) {
+  auto& bytes = w.out();
+  assert(bytes.size() >= header_size && bytes.size() - header_size <= max_payload);
+  std::size_t at = 0;
+  auto le = [&](std::uint64_t v, int n) {
+    for (int i = 0; i < n; ++i) bytes[at++] = static_cast<std::uint8_t>(v >> (8 * i));
+  };
+  le(magic, 4);
+  le(protocol_version, 2);
+  le(type, 2);
+  le(request_id, 8);
+  le(bytes.size() - header_size, 4);
+  le(0, 4);  // reserved
+  return std::move(bytes);
+}
+
 std::vector<std::uint8_t> encode_error_reply(std::uint16_t request_type, std::uint64_t request_id,
                                              const error& e) {
   // A message naming many things (each domain tried, each holder) must
@@ -99,10 +115,10 @@ std::vector<std::uint8_t> encode_error_reply(std::uint16_t request_type, std::ui
     message.resize(max_error_message_bytes);
     message += "...";
   }
-  writer w;
+  writer w(writer::framed);
   w("code", e.code);
   w("message", message);
-  return encode_frame(static_cast<std::uint16_t>(request_type | reply_bit), request_id, std::move(w.out()));
+  return finish_frame(w, static_cast<std::uint16_t>(request_type | reply_bit), request_id);
 }
 
 void frame_parser::feed(std::span<const std::uint8_t> bytes) {

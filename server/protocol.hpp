@@ -188,6 +188,16 @@ struct frame {
 
 class writer {
  public:
+  writer() = default;
+  // A writer for a whole frame: its bytes start with room for the header,
+  // which finish_frame() fills in, so a frame is built in one buffer.
+  struct framed_t {};
+  static constexpr framed_t framed{};
+  explicit writer(framed_t) {
+    out_.reserve(256);  // most frames; a larger one grows once or twice
+    out_.resize(header_size);
+  }
+
   void u8(std::uint8_t v) { out_.push_back(v); }
   void u16(std::uint16_t v) { le(v, 2); }
   void u32(std::uint32_t v) { le(v, 4); }
@@ -201,7 +211,9 @@ class writer {
 
  private:
   void le(std::uint64_t v, int n) {
-    for (int i = 0; i < n; ++i) out_.push_back(static_cast<std::uint8_t>(v >> (8 * i)));
+    const std::size_t at = out_.size();
+    out_.resize(at + static_cast<std::size_t>(n));
+    for (int i = 0; i < n; ++i) out_[at + static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(v >> (8 * i));
   }
   void put(bool v) { u8(v ? 1 : 0); }
   void put(std::uint8_t v) { u8(v); }
@@ -809,12 +821,16 @@ struct memory_pressure_event {
 std::vector<std::uint8_t> encode_frame(std::uint16_t type, std::uint64_t request_id,
                                        std::vector<std::uint8_t> payload);
 
+// The frame a writer(writer::framed) holds: fills in its header (the
+// payload is everything after it, which must fit max_payload: asserted).
+std::vector<std::uint8_t> finish_frame(writer& w, std::uint16_t type, std::uint64_t request_id);
+
 // A request or an event (request_id 0).
 template <class M>
 std::vector<std::uint8_t> encode_message(std::uint64_t request_id, const M& m) {
-  writer w;
+  writer w(writer::framed);
   w("body", m);
-  return encode_frame(static_cast<std::uint16_t>(M::type), request_id, std::move(w.out()));
+  return finish_frame(w, static_cast<std::uint16_t>(M::type), request_id);
 }
 
 std::vector<std::uint8_t> encode_error_reply(std::uint16_t request_type, std::uint64_t request_id,
@@ -828,18 +844,18 @@ template <class R>
 std::vector<std::uint8_t> encode_reply(msg_type request, std::uint64_t request_id, const result<R>& r) {
   const auto type = static_cast<std::uint16_t>(request);
   if (!r) return encode_error_reply(type, request_id, r.err());
-  writer w;
+  writer w(writer::framed);
   w("code", errc::ok);
   w("message", std::string());
   w("body", *r);
-  if (w.out().size() > max_payload) {
+  if (const std::size_t payload = w.out().size() - header_size; payload > max_payload) {
     return encode_error_reply(type, request_id,
                               error(errc::io_error, type_name(type) + ": the reply is " +
-                                                        std::to_string(w.out().size()) +
+                                                        std::to_string(payload) +
                                                         " bytes, more than one frame holds (" +
                                                         std::to_string(max_payload) + ")"));
   }
-  return encode_frame(static_cast<std::uint16_t>(type | reply_bit), request_id, std::move(w.out()));
+  return finish_frame(w, static_cast<std::uint16_t>(type | reply_bit), request_id);
 }
 inline std::vector<std::uint8_t> encode_reply(msg_type request, std::uint64_t request_id, const status& s) {
   if (s) return encode_reply(request, request_id, result<empty_body>(empty_body{}));
