@@ -180,62 +180,51 @@ TEST(NumaHeapsTest, ValidateLeavesPageableOnEitherNodeInPlace) {
   EXPECT_EQ(m.where(b), "pageable-node1");
 }
 
-// Two threads race for the last room on node 1: one gets it, the other
-// lands on node 0; neither fails and no node passes its capacity.
+// Two threads at once each allocate 2 MiB with {vram1, pageable} (more than
+// the GPU holds: pageable, near GPU 1 first) into `m`; where both landed,
+// sorted.
+std::vector<std::string> race_two_allocations(two_sockets& m) {
+  std::atomic<int> ready{0};
+  std::vector<buffer_id> got(2);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 2; ++t) {
+    threads.emplace_back([&, t] {
+      ready.fetch_add(1);
+      while (ready.load() < 2) {
+      }
+      alloc_request r;
+      r.size = 2 * MiB;
+      r.placements = {placement::vram(1), placement::pageable()};
+      auto id = m.mm->allocate(1, r);
+      ASSERT_TRUE(id) << id.err().describe();
+      got[static_cast<std::size_t>(t)] = *id;
+    });
+  }
+  for (auto& th : threads) th.join();
+  std::vector<std::string> where{m.where(got[0]), m.where(got[1])};
+  std::sort(where.begin(), where.end());
+  return where;
+}
+
+// Node 1 has 1 MiB left: neither fits there, both land on node 0; neither
+// fails and no node passes its capacity.
 TEST(NumaHeapsTest, TwoRequestsRacingForANodesLastRoomBothLand) {
   for (int round = 0; round < 50; ++round) {
     two_sockets m(8 * MiB);
     (void)m.alloc(3 * MiB, {placement::pageable(1)});
-    std::atomic<int> ready{0};
-    std::vector<buffer_id> got(2);
-    std::vector<std::thread> threads;
-    for (int t = 0; t < 2; ++t) {
-      threads.emplace_back([&, t] {
-        ready.fetch_add(1);
-        while (ready.load() < 2) {
-        }
-        alloc_request r;
-        r.size = 2 * MiB;  // more than the GPU holds: pageable, near GPU 1 first
-        r.placements = {placement::vram(1), placement::pageable()};
-        auto id = m.mm->allocate(1, r);
-        ASSERT_TRUE(id) << id.err().describe();
-        got[static_cast<std::size_t>(t)] = *id;
-      });
-    }
-    for (auto& th : threads) th.join();
-    std::vector<std::string> where{m.where(got[0]), m.where(got[1])};
-    std::sort(where.begin(), where.end());
-    EXPECT_EQ(where, (std::vector<std::string>{"pageable-node0", "pageable-node0"}))
+    EXPECT_EQ(race_two_allocations(m), (std::vector<std::string>{"pageable-node0", "pageable-node0"}))
         << "2 MiB does not fit node 1's last 1 MiB: both go to node 0 (round " << round << ")";
     EXPECT_LE(m.domain("pageable-node1")->used, 4 * MiB);
     EXPECT_LE(m.domain("pageable-node0")->used, 4 * MiB);
   }
 }
 
+// Node 1 has room for exactly one of them: one gets it, the other lands on node 0.
 TEST(NumaHeapsTest, TwoRequestsRacingForTheLastFitOnANode) {
   for (int round = 0; round < 50; ++round) {
     two_sockets m(8 * MiB);
     (void)m.alloc(2 * MiB, {placement::pageable(1)});
-    std::atomic<int> ready{0};
-    std::vector<buffer_id> got(2);
-    std::vector<std::thread> threads;
-    for (int t = 0; t < 2; ++t) {
-      threads.emplace_back([&, t] {
-        ready.fetch_add(1);
-        while (ready.load() < 2) {
-        }
-        alloc_request r;
-        r.size = 2 * MiB;
-        r.placements = {placement::vram(1), placement::pageable()};
-        auto id = m.mm->allocate(1, r);
-        ASSERT_TRUE(id) << id.err().describe();
-        got[static_cast<std::size_t>(t)] = *id;
-      });
-    }
-    for (auto& th : threads) th.join();
-    std::vector<std::string> where{m.where(got[0]), m.where(got[1])};
-    std::sort(where.begin(), where.end());
-    EXPECT_EQ(where, (std::vector<std::string>{"pageable-node0", "pageable-node1"}))
+    EXPECT_EQ(race_two_allocations(m), (std::vector<std::string>{"pageable-node0", "pageable-node1"}))
         << "node 1 has room for one of them (round " << round << ")";
     EXPECT_EQ(m.domain("pageable-node1")->used, 4 * MiB);
     EXPECT_EQ(m.domain("pageable-node0")->used, 2 * MiB);
